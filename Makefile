@@ -1,0 +1,54 @@
+# dcm_lightning — `make help` lists the targets.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+TEACHER_RUN := runs/teacher_tiny
+TEACHER_OUT := dcm_lightning/teachers/weights/tiny_teacher
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-slow lint demo teacher-tiny teacher-eval tensorboard clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the package editable with its dev extras
+	@$(PY) -c "import dcm_lightning, torch; print('dcm_lightning', dcm_lightning.__version__, '| torch', torch.__version__)"
+
+test: install ## run the test suite (minutes; excludes tests marked slow)
+	$(PY) -m pytest -q -m "not slow"
+
+test-slow: install ## run only the slow tests
+	$(PY) -m pytest -q -m slow
+
+lint: install ## ruff: lint and format check
+	$(VENV)/bin/ruff check dcm_lightning tests
+	$(VENV)/bin/ruff format --check dcm_lightning tests
+
+demo: install ## sample the shipped tiny teacher on a few prompts and print oracle accuracies
+	$(PY) -m dcm_lightning sample --steps 50 --out runs/demo/samples \
+	  --prompt "a striped red triangle moving left" --prompt "a plain blue circle moving up" \
+	  --prompt "a striped yellow square moving right" --prompt "a plain green triangle moving down"
+	$(PY) -m dcm_lightning teacher-eval --num-prompts 16 --seeds-per-prompt 1 --out runs/demo/teacher_eval.json
+
+teacher-tiny: install ## retrain the shipped tiny teacher (resumes an interrupted run), then export it
+	$(PY) -m dcm_lightning fit --config configs/teacher_tiny.yaml \
+	  $(if $(wildcard $(TEACHER_RUN)/checkpoints/last.ckpt),--ckpt_path $(TEACHER_RUN)/checkpoints/last.ckpt)
+	$(PY) -m dcm_lightning export --checkpoint $(TEACHER_RUN)/checkpoints/last.ckpt --out $(TEACHER_OUT)
+
+teacher-eval: install ## 50-step oracle accuracies of the shipped teacher -> experiments/teacher_tiny/eval.json
+	$(PY) -m dcm_lightning teacher-eval --num-prompts 64 --seeds-per-prompt 2 \
+	  --out experiments/teacher_tiny/eval.json --grid experiments/teacher_tiny/samples.png
+
+tensorboard: install ## serve the TensorBoard logs under runs/
+	$(VENV)/bin/tensorboard --logdir runs
+
+clean: ## remove caches (keeps .venv and runs/)
+	rm -rf .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

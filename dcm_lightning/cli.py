@@ -1,0 +1,89 @@
+"""Command line: LightningCLI for fit/validate/test/predict plus the tool subcommands.
+
+``python -m dcm_lightning fit --config configs/teacher_tiny.yaml`` trains; ``sample``, ``export`` …
+are plain tools that load a trained model. Bad input ends with one sentence and exit status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+
+import lightning as L
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.cli import LightningCLI
+
+from dcm_lightning.errors import UserError
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+
+
+def _tools() -> dict[str, tuple[str, Callable[[Sequence[str]], None]]]:
+    # Imported lazily so that `fit` does not pay for the tools' imports and vice versa.
+    from dcm_lightning.tools import export, sample, teacher_eval
+
+    return {
+        "sample": ("generate videos (mp4 + png frame grid) from prompts", sample.main),
+        "export": ("turn a training checkpoint into a self-contained pretrained folder", export.main),
+        "teacher-eval": ("oracle attribute accuracies of a teacher's samples on a prompt suite", teacher_eval.main),
+    }
+
+
+USAGE = """usage: python -m dcm_lightning COMMAND [options]     (COMMAND --help for its options)
+
+Distill video diffusion teachers into few-step Dual-Expert Consistency Models.
+
+training and evaluation (LightningCLI, configured by YAML):
+  fit        train a model: the tiny teacher, a semantic or detail expert, a baseline
+  validate   run a model's validation loop
+  test       run a model's test loop
+  predict    run a model's predict loop
+
+tools:
+{tools}
+
+examples:
+  python -m dcm_lightning fit --config configs/teacher_tiny.yaml
+  python -m dcm_lightning sample --prompt "a striped red triangle moving left" --steps 50
+"""
+
+
+class DCMLightningCLI(LightningCLI):
+    """LightningCLI whose model and data classes come from the config's ``class_path``."""
+
+    def __init__(self, args: Sequence[str] | None) -> None:
+        super().__init__(
+            model_class=L.LightningModule,
+            datamodule_class=L.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            args=None if args is None else list(args),
+            save_config_kwargs={"overwrite": True},
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    from_command_line = argv is None
+    argv = list(sys.argv[1:] if argv is None else argv)
+    tools = _tools()
+    if not argv or argv[0] in ("-h", "--help"):
+        listing = "\n".join(f"  {name:<10} {description}" for name, (description, _) in tools.items())
+        print(USAGE.format(tools=listing))
+        return
+    command, rest = argv[0], argv[1:]
+    try:
+        if command in tools:
+            tools[command][1](rest)
+        elif command in LIGHTNING_COMMANDS:
+            DCMLightningCLI(None if from_command_line else argv)
+        else:
+            raise UserError(f"unknown command {command!r}; run `python -m dcm_lightning --help` for the list.")
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except MisconfigurationException as error:  # e.g. `test` on a module without a test loop
+        print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except FileNotFoundError as error:
+        print(f"error: file not found: {error.filename or error}", file=sys.stderr)
+        raise SystemExit(2) from None

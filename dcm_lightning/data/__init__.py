@@ -1,0 +1,1 @@
+"""Data: the MovingShapes domain and the datamodules that feed the modules."""

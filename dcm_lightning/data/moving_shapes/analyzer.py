@@ -1,0 +1,148 @@
+"""The oracle: recovers mask, color, shape, texture and centroid track of a MovingShapes clip exactly
+enough to score generated videos without any learned network (DESIGN.md §4)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from dcm_lightning.data.moving_shapes.render import MovingShapesSpec
+from dcm_lightning.data.moving_shapes.vocabulary import COLORS, DIRECTIONS, ShapeAttributes
+
+MIN_SHAPE_PIXELS = 6
+# Fill ratio of the mask inside its bounding box: square ≈ 1, circle ≈ π/4, triangle ≈ 1/2.
+SQUARE_MIN_FILL = 0.88
+CIRCLE_MIN_FILL = 0.65
+# Fraction of interior pixels much darker than the shape's bright color: ≈ 0 plain, ≈ 0.4 striped.
+STRIPED_MIN_DARK_FRACTION = 0.12
+MIN_TRAVEL_PIXELS = 2.0
+
+
+@dataclass
+class ClipAnalysis:
+    """What the oracle read off one clip; attribute fields are None where no shape was found."""
+
+    shape: str | None
+    color: str | None
+    texture: str | None
+    direction: str | None
+    masks: Tensor  # f h w, bool
+    centroids: Tensor  # f 2 (x, y) in pixels; NaN on frames without a shape
+    frame_shapes: list[str | None] = field(default_factory=list)
+    frame_colors: list[str | None] = field(default_factory=list)
+    frame_textures: list[str | None] = field(default_factory=list)
+
+    @property
+    def track_residual(self) -> float:
+        """RMS distance (pixels) of the centroid track from its best straight constant-speed line."""
+        valid = ~self.centroids.isnan().any(dim=1)
+        if valid.sum() < 3:
+            return float("nan")
+        t = torch.arange(len(self.centroids), dtype=torch.float64)[valid]
+        design = torch.stack([torch.ones_like(t), t], dim=1)
+        points = self.centroids[valid].double()
+        solution = torch.linalg.lstsq(design, points).solution
+        return float((design @ solution - points).square().sum(dim=1).mean().sqrt())
+
+    def matches(self, attributes: ShapeAttributes) -> dict[str, bool]:
+        return {
+            "shape": self.shape == attributes.shape,
+            "color": self.color == attributes.color,
+            "texture": self.texture == attributes.texture,
+            "direction": self.direction == attributes.direction,
+        }
+
+
+def _mask_threshold(spec: MovingShapesSpec) -> float:
+    # Midway between the background and the darkest stripe of the dimmest color.
+    dimmest = min(max(rgb) for rgb in COLORS.values()) * spec.stripe_darkness
+    return (max(spec.background) + dimmest) / 2
+
+
+def _classify_shape(mask: Tensor) -> str:
+    rows = mask.any(dim=1).nonzero().squeeze(1)
+    cols = mask.any(dim=0).nonzero().squeeze(1)
+    box = (rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1)
+    fill = float(mask.sum()) / float(box)
+    if fill >= SQUARE_MIN_FILL:
+        return "square"
+    return "circle" if fill >= CIRCLE_MIN_FILL else "triangle"
+
+
+def _classify_color_texture(frame: Tensor, mask: Tensor) -> tuple[str, str]:
+    brightness = frame.amax(dim=0)  # h w
+    values = brightness[mask]
+    bright_level = torch.quantile(values, 0.9)
+    bright = mask & (brightness >= 0.8 * bright_level)
+    rgb = frame[:, bright].mean(dim=1)
+    rgb = rgb / rgb.max().clamp_min(1e-6)
+    palette = {name: torch.tensor(c) / max(c) for name, c in COLORS.items()}
+    color = min(palette, key=lambda name: float((palette[name] - rgb).square().sum()))
+    # Interior only: edge pixels are partly background and would look "dark" on plain shapes.
+    interior = (-F.max_pool2d(-mask.float()[None, None], 3, stride=1, padding=1))[0, 0].bool()
+    region = interior if interior.sum() >= MIN_SHAPE_PIXELS else mask
+    dark_fraction = float((brightness[region] < 0.7 * bright_level).float().mean())
+    return color, "striped" if dark_fraction >= STRIPED_MIN_DARK_FRACTION else "plain"
+
+
+def _majority(votes: list[str | None]) -> str | None:
+    counted = Counter(v for v in votes if v is not None)
+    return counted.most_common(1)[0][0] if counted else None
+
+
+def _direction(centroids: Tensor) -> str | None:
+    valid = ~centroids.isnan().any(dim=1)
+    if valid.sum() < 2:
+        return None
+    t = torch.arange(len(centroids), dtype=centroids.dtype)[valid]
+    points = centroids[valid]
+    t_centered = t - t.mean()
+    velocity = (t_centered[:, None] * (points - points.mean(dim=0))).sum(dim=0) / t_centered.square().sum()
+    travel = velocity * (len(centroids) - 1)
+    if float(travel.abs().max()) < MIN_TRAVEL_PIXELS:
+        return None
+    axis = int(travel.abs().argmax())
+    sign = 1 if travel[axis] > 0 else -1
+    return next(name for name, d in DIRECTIONS.items() if d[axis] == sign)
+
+
+def analyze_clip(video: Tensor, spec: MovingShapesSpec | None = None) -> ClipAnalysis:
+    """Analyze one ``c f h w`` clip with values in [0, 1] (clamp generated videos first)."""
+    spec = spec or MovingShapesSpec()
+    video = video.detach().float().cpu().clamp(0, 1)
+    masks = video.amax(dim=0) > _mask_threshold(spec)  # f h w
+    ys, xs = torch.meshgrid(
+        torch.arange(video.shape[2], dtype=torch.float32) + 0.5,
+        torch.arange(video.shape[3], dtype=torch.float32) + 0.5,
+        indexing="ij",
+    )
+    centroids = torch.full((video.shape[1], 2), float("nan"))
+    shapes: list[str | None] = []
+    colors: list[str | None] = []
+    textures: list[str | None] = []
+    for f, mask in enumerate(masks):
+        if mask.sum() < MIN_SHAPE_PIXELS:
+            shapes.append(None)
+            colors.append(None)
+            textures.append(None)
+            continue
+        centroids[f] = torch.stack([xs[mask].mean(), ys[mask].mean()])
+        shapes.append(_classify_shape(mask))
+        color, texture = _classify_color_texture(video[:, f], mask)
+        colors.append(color)
+        textures.append(texture)
+    return ClipAnalysis(
+        shape=_majority(shapes),
+        color=_majority(colors),
+        texture=_majority(textures),
+        direction=_direction(centroids),
+        masks=masks,
+        centroids=centroids,
+        frame_shapes=shapes,
+        frame_colors=colors,
+        frame_textures=textures,
+    )

@@ -1,0 +1,53 @@
+"""A frozen text encoder that needs no download: fixed random word vectors, like a frozen T5."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from dcm_lightning.data.moving_shapes.vocabulary import parse_prompt, vocabulary
+
+
+@dataclass
+class TextCondition:
+    """Per-token prompt embeddings and their mask; an all-False mask is the empty (null) prompt."""
+
+    embeds: Tensor  # b l d
+    mask: Tensor  # b l, bool
+
+    def to(self, device: torch.device | str) -> TextCondition:
+        return TextCondition(self.embeds.to(device), self.mask.to(device))
+
+    def __len__(self) -> int:
+        return self.embeds.shape[0]
+
+
+class MovingShapesTextEncoder:
+    """Maps each vocabulary word to a fixed vector drawn from a seeded NumPy generator (stable across
+    torch versions), so the teacher's weights stay valid wherever the package is installed."""
+
+    def __init__(self, dim: int = 64, max_tokens: int = 8, seed: int = 0) -> None:
+        self.dim = dim
+        self.seed = seed
+        self.max_tokens = max_tokens
+        self.words = vocabulary()
+        rng = np.random.default_rng(seed)
+        table = rng.standard_normal((len(self.words), dim)) / np.sqrt(dim)
+        self.table = torch.from_numpy(table.astype(np.float32))
+        self.word_ids = {word: i for i, word in enumerate(self.words)}
+
+    def encode(self, prompts: list[str]) -> TextCondition:
+        """Embed prompts; ``""`` is the null prompt used for classifier-free guidance."""
+        embeds = torch.zeros(len(prompts), self.max_tokens, self.dim)
+        mask = torch.zeros(len(prompts), self.max_tokens, dtype=torch.bool)
+        for row, prompt in enumerate(prompts):
+            if not prompt:
+                continue
+            parse_prompt(prompt)  # refuse unknown words before any compute
+            ids = [self.word_ids[w] for w in prompt.lower().replace(",", " ").split()][: self.max_tokens]
+            embeds[row, : len(ids)] = self.table[ids]
+            mask[row, : len(ids)] = True
+        return TextCondition(embeds, mask)

@@ -1,0 +1,73 @@
+"""LightningDataModule for teacher pretraining on MovingShapes."""
+
+from __future__ import annotations
+
+import lightning as L
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from dcm_lightning.data.moving_shapes import MovingShapesSpec
+from dcm_lightning.data.moving_shapes.datasets import MovingShapesClips, PromptCase, prompt_suite
+from dcm_lightning.errors import UserError
+
+
+class PromptCases(Dataset):
+    def __init__(self, cases: list[PromptCase]) -> None:
+        self.cases = cases
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def __getitem__(self, index: int) -> dict:
+        case = self.cases[index]
+        return {"prompt": case.prompt, "seed": case.seed}
+
+
+class MovingShapesDataModule(L.LightningDataModule):
+    """Rendered clips for training; a small fixed prompt suite for sampling checks during validation.
+
+    Args:
+        spec: clip geometry (frames, size, speeds, stripe period).
+        batch_size: clips per training step.
+        num_train_clips: length of the (procedural, storage-free) training set; one epoch.
+        seed: training clips are drawn from this seed; the validation suite uses ``seed + 1``.
+        num_val_prompts: prompts sampled with the teacher at each validation (one seed each).
+        num_workers: DataLoader worker processes (0 renders in the training process).
+    """
+
+    def __init__(
+        self,
+        spec: MovingShapesSpec = MovingShapesSpec(),
+        batch_size: int = 32,
+        num_train_clips: int = 1_000_000,
+        seed: int = 0,
+        num_val_prompts: int = 16,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        self.spec = spec
+        self.batch_size = batch_size
+        self.num_train_clips = num_train_clips
+        self.seed = seed
+        self.num_val_prompts = num_val_prompts
+        self.num_workers = num_workers
+
+    def train_dataloader(self) -> DataLoader:
+        clips = MovingShapesClips(self.num_train_clips, self.seed, self.spec)
+        # A resumed run continues with the clip after the last one trained on (Lightning restores
+        # the step counter before it asks for dataloaders), so resuming repeats no clip.
+        trainer = self.trainer
+        start = trainer.global_step * trainer.accumulate_grad_batches * self.batch_size if trainer else 0
+        if start >= len(clips):
+            raise UserError(f"num_train_clips = {len(clips)} is used up at step {trainer.global_step}; raise it.")
+        return DataLoader(
+            Subset(clips, range(start, len(clips))),
+            batch_size=self.batch_size,
+            shuffle=False,  # clips are i.i.d. draws already; a fixed order makes resume exact
+            num_workers=self.num_workers,
+            drop_last=True,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        cases = prompt_suite(self.num_val_prompts, 1, base_seed=self.seed + 1)
+        return DataLoader(PromptCases(cases), batch_size=self.num_val_prompts)

@@ -1,0 +1,25 @@
+"""Schedules, grids, parameterizations and the deterministic jump: pure functions, no modules."""
+
+from dcm_lightning.diffusion.grids import (
+    boundary_sigma,
+    grid_sigma,
+    shifted_sigma,
+    teacher_sigmas,
+    validate_boundary_index,
+)
+from dcm_lightning.diffusion.guidance import classifier_free_guidance
+from dcm_lightning.diffusion.parameterization import FlowMatching, Parameterization, VPrediction
+from dcm_lightning.diffusion.solvers import ddim_jump
+
+__all__ = [
+    "FlowMatching",
+    "Parameterization",
+    "VPrediction",
+    "boundary_sigma",
+    "classifier_free_guidance",
+    "ddim_jump",
+    "grid_sigma",
+    "shifted_sigma",
+    "teacher_sigmas",
+    "validate_boundary_index",
+]

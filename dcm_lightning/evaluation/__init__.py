@@ -1,0 +1,1 @@
+"""Evaluation: oracle accuracies on MovingShapes (MiniBench grows from here), VBench later."""

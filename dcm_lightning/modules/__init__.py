@@ -1,0 +1,5 @@
+"""LightningModules: they coordinate; the math lives in diffusion/, losses.py and sampling.py."""
+
+from dcm_lightning.modules.teacher import TeacherModule
+
+__all__ = ["TeacherModule"]

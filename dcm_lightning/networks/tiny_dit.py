@@ -1,0 +1,245 @@
+"""TinyVideoDiT: a DiT with adaLN-Zero over spatio-temporal patches, sized for a CPU.
+
+Layer names follow diffusers (``attn.to_q``, ``attn.to_out.0``, ``time_embedder``, ``proj_out``) so
+the detail expert's LoRA targets and Ψ lists read the same for the tiny and the real teachers.
+Each ``TinyDiTBlock`` is the FSDP2 sharding and activation-checkpointing unit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from dcm_lightning.errors import UserError
+
+
+@dataclass(frozen=True)
+class TinyDiTConfig:
+    """Architecture of a TinyVideoDiT; ``TINY_DIT_SIZES`` names the usual ones."""
+
+    in_channels: int = 3
+    patch_size: tuple[int, int, int] = (2, 4, 4)  # (pt, ph, pw)
+    width: int = 128
+    depth: int = 6
+    num_heads: int = 4
+    mlp_ratio: float = 4.0
+    text_dim: int = 64
+    frequency_dim: int = 256
+
+    def __post_init__(self) -> None:
+        if self.width % self.num_heads:
+            raise UserError(f"width {self.width} is not divisible by num_heads {self.num_heads}.")
+        if self.width % 4 or (self.width - self.width // 4) % 4:
+            raise UserError(f"width {self.width} must split into even sin-cos bands for t, h and w.")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TinyDiTConfig:
+        return cls(**{**values, "patch_size": tuple(values["patch_size"])})
+
+
+TINY_DIT_SIZES: dict[str, dict] = {
+    "test": dict(width=32, depth=2, num_heads=2),  # unit tests: milliseconds
+    "cpu": dict(width=128, depth=6, num_heads=4),  # the shipped teacher: ~1.2 M parameters
+    "S": dict(width=384, depth=12, num_heads=6),  # a GPU size
+    "B": dict(width=768, depth=12, num_heads=12),
+}
+
+
+def tiny_dit_config(size: str, **overrides) -> TinyDiTConfig:
+    if size not in TINY_DIT_SIZES:
+        raise UserError(f"unknown TinyVideoDiT size {size!r}; choose one of {', '.join(TINY_DIT_SIZES)}.")
+    return TinyDiTConfig(**{**TINY_DIT_SIZES[size], **overrides})
+
+
+# --------------------------------------------------------------------------------------------
+# Embeddings
+# --------------------------------------------------------------------------------------------
+
+
+def sinusoidal_embedding(values: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
+    """Transformer sin-cos features of scalars: (n,) → (n, dim)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=values.device) / half)
+    angles = values.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
+
+
+def video_position_embedding(frames: int, height: int, width: int, dim: int, device: torch.device) -> Tensor:
+    """Fixed 3D sin-cos positions: a quarter of the channels for time, the rest split for h and w."""
+    dim_t = dim // 4
+    dim_hw = (dim - dim_t) // 2
+    t, h, w = torch.meshgrid(
+        torch.arange(frames, device=device),
+        torch.arange(height, device=device),
+        torch.arange(width, device=device),
+        indexing="ij",
+    )
+    return torch.cat(
+        [
+            sinusoidal_embedding(t.flatten(), dim_t, 100.0),
+            sinusoidal_embedding(h.flatten(), dim_hw, 100.0),
+            sinusoidal_embedding(w.flatten(), dim - dim_t - dim_hw, 100.0),
+        ],
+        dim=-1,
+    )  # (f h w) d
+
+
+class MLPEmbedder(nn.Module):
+    def __init__(self, in_dim: int, width: int) -> None:
+        super().__init__()
+        self.linear_1 = nn.Linear(in_dim, width)
+        self.linear_2 = nn.Linear(width, width)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear_2(F.silu(self.linear_1(x)))
+
+
+# --------------------------------------------------------------------------------------------
+# Blocks
+# --------------------------------------------------------------------------------------------
+
+
+class Attention(nn.Module):
+    def __init__(self, width: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.to_q = nn.Linear(width, width)
+        self.to_k = nn.Linear(width, width)
+        self.to_v = nn.Linear(width, width)
+        self.to_out = nn.ModuleList([nn.Linear(width, width), nn.Dropout(0.0)])
+
+    def forward(self, x: Tensor) -> Tensor:
+        q, k, v = (rearrange(p(x), "b n (h d) -> b h n d", h=self.num_heads) for p in (self.to_q, self.to_k, self.to_v))
+        out = rearrange(F.scaled_dot_product_attention(q, k, v), "b h n d -> b n (h d)")
+        for layer in self.to_out:
+            out = layer(out)
+        return out
+
+
+def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+    return x * (1 + scale[:, None]) + shift[:, None]
+
+
+class TinyDiTBlock(nn.Module):
+    """Pre-norm transformer block with adaLN-Zero (DiT, Peebles & Xie 2023)."""
+
+    def __init__(self, width: int, num_heads: int, mlp_ratio: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(width, num_heads)
+        self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        hidden = int(width * mlp_ratio)
+        self.ff = nn.Sequential(nn.Linear(width, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, width))
+        self.adaln_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
+
+    def forward(self, x: Tensor, c: Tensor) -> Tensor:
+        shift_a, scale_a, gate_a, shift_f, scale_f, gate_f = self.adaln_modulation(c).chunk(6, dim=-1)
+        x = x + gate_a[:, None] * self.attn(modulate(self.norm1(x), shift_a, scale_a))
+        return x + gate_f[:, None] * self.ff(modulate(self.norm2(x), shift_f, scale_f))
+
+
+# --------------------------------------------------------------------------------------------
+# The network
+# --------------------------------------------------------------------------------------------
+
+
+class TinyVideoDiT(nn.Module):
+    """v-prediction video DiT: ``(x: b c f h w, timestep: b, text: b l d, mask: b l) → b c f h w``.
+
+    Text conditioning is the masked mean of the prompt's token embeddings (an empty mask is the
+    null prompt of classifier-free guidance), added to the timestep embedding.
+    """
+
+    def __init__(self, config: TinyDiTConfig) -> None:
+        super().__init__()
+        self.config = config
+        pt, ph, pw = config.patch_size
+        patch_dim = config.in_channels * pt * ph * pw
+        self.patch_embed = nn.Linear(patch_dim, config.width)
+        self.time_embedder = MLPEmbedder(config.frequency_dim, config.width)
+        self.pooled_text_embedder = MLPEmbedder(config.text_dim, config.width)
+        self.blocks = nn.ModuleList(
+            TinyDiTBlock(config.width, config.num_heads, config.mlp_ratio) for _ in range(config.depth)
+        )
+        self.norm_out = nn.LayerNorm(config.width, elementwise_affine=False, eps=1e-6)
+        self.norm_out_modulation = nn.Sequential(nn.SiLU(), nn.Linear(config.width, 2 * config.width))
+        self.proj_out = nn.Linear(config.width, patch_dim)
+        self.gradient_checkpointing = False
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+        # adaLN-Zero: every block and the output start as the identity / zero map.
+        for block in self.blocks:
+            nn.init.zeros_(block.adaln_modulation[-1].weight)
+            nn.init.zeros_(block.adaln_modulation[-1].bias)
+        for layer in (self.norm_out_modulation[-1], self.proj_out):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def check_input_shape(self, shape: Sequence[int]) -> None:
+        """Refuse a video the patch size does not tile, before any compute."""
+        _, channels, frames, height, width = shape
+        pt, ph, pw = self.config.patch_size
+        if channels != self.config.in_channels or frames % pt or height % ph or width % pw:
+            raise UserError(
+                f"a video of shape (c={channels}, f={frames}, h={height}, w={width}) does not fit this "
+                f"TinyVideoDiT: it needs c = {self.config.in_channels} and f, h, w divisible by {pt}, {ph}, {pw}."
+            )
+
+    def condition(self, timestep: Tensor, text_embeds: Tensor, text_mask: Tensor) -> Tensor:
+        """c = time embedding + pooled-text embedding: (b,), (b l d), (b l) → (b width)."""
+        weights = text_mask.to(text_embeds.dtype)[..., None]
+        pooled = (text_embeds * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+        time = sinusoidal_embedding(timestep, self.config.frequency_dim).to(text_embeds.dtype)
+        return self.time_embedder(time) + self.pooled_text_embedder(pooled)
+
+    def forward(
+        self,
+        x: Tensor,
+        timestep: Tensor,
+        text_embeds: Tensor,
+        text_mask: Tensor,
+        feature_blocks: Sequence[int] = (),
+    ) -> Tensor | tuple[Tensor, list[Tensor]]:
+        """Return v (b c f h w); with ``feature_blocks`` also the hidden states (b n width) after those blocks."""
+        self.check_input_shape(x.shape)
+        pt, ph, pw = self.config.patch_size
+        _, _, frames, height, width = x.shape
+        grid = (frames // pt, height // ph, width // pw)
+        tokens = rearrange(x, "b c (f pt) (h ph) (w pw) -> b (f h w) (pt ph pw c)", pt=pt, ph=ph, pw=pw)
+        hidden = self.patch_embed(tokens) + video_position_embedding(*grid, self.config.width, x.device).to(x.dtype)
+        c = self.condition(timestep, text_embeds, text_mask)
+        features = []
+        for index, block in enumerate(self.blocks):
+            if self.gradient_checkpointing and torch.is_grad_enabled():
+                hidden = torch.utils.checkpoint.checkpoint(block, hidden, c, use_reentrant=False)
+            else:
+                hidden = block(hidden, c)
+            if index in feature_blocks:
+                features.append(hidden)
+        shift, scale = self.norm_out_modulation(c).chunk(2, dim=-1)
+        out = self.proj_out(modulate(self.norm_out(hidden), shift, scale))
+        v = rearrange(
+            out,
+            "b (f h w) (pt ph pw c) -> b c (f pt) (h ph) (w pw)",
+            f=grid[0],
+            h=grid[1],
+            w=grid[2],
+            pt=pt,
+            ph=ph,
+            pw=pw,
+        )
+        return (v, features) if feature_blocks else v

@@ -1,0 +1,42 @@
+"""Samplers: deterministic jumps over a σ schedule (grids in, samples out)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from dcm_lightning.diffusion import ddim_jump
+from dcm_lightning.teachers.base import VideoTeacher
+
+
+@torch.no_grad()
+def sample_teacher(
+    teacher: VideoTeacher,
+    noise: Tensor,
+    condition: Any,
+    sigmas: Tensor | None = None,
+    guidance_scale: float | None = None,
+    progress: bool = False,
+) -> Tensor:
+    """Integrate the teacher's probability-flow ODE from ``noise`` (b c f h w at σ = sigmas[0]).
+
+    Each step is one DDIM jump x_s = a_s·x̂0 + b_s·ε̂ from σ_i to σ_{i+1}; with the default schedule
+    (``teacher.sigmas()``, N + 1 levels ending at 0) this is the teacher's N-step sampler.
+    """
+    sigmas = (teacher.sigmas() if sigmas is None else sigmas).to(noise.device, noise.dtype)
+    x = noise
+    steps = range(len(sigmas) - 1)
+    for i in tqdm(steps, desc="teacher sampling", disable=not progress, leave=False):
+        sigma = sigmas[i].expand(x.shape[0])
+        prediction = teacher.predict(x, sigma, condition, guidance_scale=guidance_scale)
+        a, b = teacher.parameterization.coefficients(sigmas[i + 1])
+        x = ddim_jump(prediction.x0, prediction.eps, a, b)
+    return x
+
+
+def seeded_noise(seeds: list[int], shape: tuple[int, ...]) -> Tensor:
+    """One standard-normal sample per seed (b, *shape): the same seed gives the same noise everywhere."""
+    return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds])

@@ -1,0 +1,146 @@
+"""The tiny tier's teacher: TinyVideoDiT trained by this project on MovingShapes, shipped with the package.
+
+A pretrained teacher is a folder with ``config.json`` (architecture, shift, guidance, text encoder,
+clip geometry, provenance) and ``model.safetensors``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from dcm_lightning.data.moving_shapes import MovingShapesSpec, MovingShapesTextEncoder, TextCondition
+from dcm_lightning.data.moving_shapes.render import spec_from_dict
+from dcm_lightning.diffusion import FlowMatching, classifier_free_guidance, teacher_sigmas
+from dcm_lightning.errors import UserError
+from dcm_lightning.networks.tiny_dit import TinyDiTConfig, TinyVideoDiT
+from dcm_lightning.teachers.base import Prediction
+
+SHIPPED_TINY_TEACHER = Path(__file__).parent / "weights" / "tiny_teacher"
+
+
+class TinyTeacher(nn.Module):
+    """Flow-matching adapter around TinyVideoDiT: network v → (x̂0, ε̂), with classifier-free guidance."""
+
+    parameterization = FlowMatching()
+
+    def __init__(
+        self,
+        network: TinyVideoDiT,
+        text_encoder: MovingShapesTextEncoder,
+        spec: MovingShapesSpec,
+        shift: float,
+        guidance_scale: float,
+        num_steps: int = 50,
+    ) -> None:
+        super().__init__()
+        self.network = network
+        self.text_encoder = text_encoder
+        self.spec = spec
+        self.shift = shift
+        self.guidance_scale = guidance_scale
+        self.num_steps = num_steps
+
+    # ---- the VideoTeacher interface ------------------------------------------------------
+
+    def encode_prompts(self, prompts: Sequence[str]) -> TextCondition:
+        return self.text_encoder.encode(list(prompts)).to(self.device)
+
+    def latent_shape(self) -> tuple[int, int, int, int]:
+        """``c f h w`` of one sample; the tiny tier diffuses RGB pixels in [−1, 1] directly."""
+        return (self.network.config.in_channels, self.spec.frames, self.spec.height, self.spec.width)
+
+    def sigmas(self) -> Tensor:
+        return teacher_sigmas(self.num_steps, self.shift)
+
+    def predict(
+        self,
+        x: Tensor,
+        sigma: Tensor,
+        condition: TextCondition,
+        guidance_scale: float | None = None,
+        feature_blocks: Sequence[int] = (),
+    ) -> Prediction:
+        """x: b c f h w at noise level sigma: (b,). Features are those of the conditional branch."""
+        scale = self.guidance_scale if guidance_scale is None else guidance_scale
+        sigma = sigma.to(x.dtype).reshape(-1)
+        timestep = self.parameterization.model_timestep(sigma)
+        if scale == 1.0:
+            out = self.network(x, timestep, condition.embeds, condition.mask, feature_blocks=feature_blocks)
+        else:
+            null = self.text_encoder.encode([""] * len(condition)).to(x.device)
+            out = self.network(
+                torch.cat([x, x]),
+                torch.cat([timestep, timestep]),
+                torch.cat([condition.embeds, null.embeds]),
+                torch.cat([condition.mask, null.mask]),
+                feature_blocks=feature_blocks,
+            )
+        v, features = out if feature_blocks else (out, [])
+        if scale != 1.0:
+            v_cond, v_uncond = v.chunk(2)
+            v = classifier_free_guidance(v_cond, v_uncond, scale)
+            features = [f.chunk(2)[0] for f in features]
+        x0, eps = self.parameterization.to_x0_eps(x, sigma.view(-1, 1, 1, 1, 1), v)
+        return Prediction(x0=x0, eps=eps, features=features)
+
+    def decode(self, latents: Tensor) -> Tensor:
+        """Latents (b c f h w in [−1, 1]) → videos in [0, 1]."""
+        return ((latents + 1.0) / 2.0).clamp(0.0, 1.0)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.network.parameters()).device
+
+    # ---- persistence -----------------------------------------------------------------------
+
+    def config_dict(self, provenance: dict | None = None) -> dict:
+        return {
+            "kind": "tiny",
+            "network": self.network.config.to_dict(),
+            "text_encoder": {
+                "dim": self.text_encoder.dim,
+                "max_tokens": self.text_encoder.max_tokens,
+                "seed": self.text_encoder.seed,
+            },
+            "spec": dataclasses.asdict(self.spec),
+            "shift": self.shift,
+            "guidance_scale": self.guidance_scale,
+            "num_steps": self.num_steps,
+            "provenance": provenance or {},
+        }
+
+    def save_pretrained(self, folder: str | Path, provenance: dict | None = None, dtype=torch.float16) -> None:
+        """Write ``config.json`` and ``model.safetensors`` (half precision keeps the package small)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().to(dtype).contiguous() for k, v in self.network.state_dict().items()}
+        save_file(state, folder / "model.safetensors")
+        (folder / "config.json").write_text(json.dumps(self.config_dict(provenance), indent=2) + "\n")
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path | None = None) -> TinyTeacher:
+        """Load a saved teacher folder (default: the one shipped inside the package)."""
+        folder = Path(folder) if folder is not None else SHIPPED_TINY_TEACHER
+        config_path, weights_path = folder / "config.json", folder / "model.safetensors"
+        if not config_path.is_file() or not weights_path.is_file():
+            raise UserError(f"{folder} is not a tiny-teacher folder: it needs config.json and model.safetensors.")
+        config = json.loads(config_path.read_text())
+        network = TinyVideoDiT(TinyDiTConfig.from_dict(config["network"]))
+        state = {k: v.float() for k, v in load_file(weights_path).items()}
+        network.load_state_dict(state)
+        network.requires_grad_(False).eval()
+        return cls(
+            network=network,
+            text_encoder=MovingShapesTextEncoder(**config["text_encoder"]),
+            spec=spec_from_dict(config["spec"]),
+            shift=config["shift"],
+            guidance_scale=config["guidance_scale"],
+            num_steps=config["num_steps"],
+        )

@@ -1,0 +1,1 @@
+"""Tool subcommands (not LightningCLI): each module has ``main(argv)``."""

@@ -1,0 +1,38 @@
+import pytest
+import torch
+
+from dcm_lightning.diffusion import boundary_sigma, grid_sigma, shifted_sigma, teacher_sigmas
+from dcm_lightning.errors import UserError
+
+# DESIGN.md §2: the official grid at shift 17, index i ↦ σ((i + 1) / 50).
+PINNED = {0: 0.2576, 18: 0.9124, 34: 0.97541, 37: 0.98176, 43: 0.99204, 49: 1.0}
+
+
+@pytest.mark.parametrize(("index", "sigma"), PINNED.items())
+def test_grid_matches_the_papers_indexing(index, sigma):
+    assert float(grid_sigma(index, 50, 17.0)) == pytest.approx(sigma, abs=5e-5)
+
+
+def test_shift_one_is_the_identity_and_shift_bends_towards_noise():
+    t = torch.linspace(0, 1, 11)
+    torch.testing.assert_close(shifted_sigma(t, 1.0), t.double())
+    assert bool((shifted_sigma(t[1:-1], 3.0) > t[1:-1]).all())
+
+
+def test_teacher_sigmas_run_from_one_to_zero_in_n_steps():
+    sigmas = teacher_sigmas(50, 17.0)
+    assert sigmas.shape == (51,)
+    assert float(sigmas[0]) == 1.0 and float(sigmas[-1]) == 0.0
+    assert float(sigmas[-2]) == pytest.approx(PINNED[0], abs=5e-5)
+    assert bool((sigmas[1:] < sigmas[:-1]).all())
+
+
+def test_boundary_sigma_follows_kappa():
+    assert boundary_sigma(37, 50, 17.0) == pytest.approx(0.98176, abs=5e-5)
+    assert boundary_sigma(34, 50, 17.0) == pytest.approx(0.97541, abs=5e-5)
+
+
+@pytest.mark.parametrize("kappa", [-1, 0, 49, 50, 100])
+def test_kappa_outside_the_grid_is_refused_with_one_sentence(kappa):
+    with pytest.raises(UserError, match="outside the grid"):
+        boundary_sigma(kappa, 50, 17.0)

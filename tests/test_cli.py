@@ -1,0 +1,63 @@
+"""What a user sees at the command line: help for every command, one-sentence errors, exit status."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dcm_lightning.cli import LIGHTNING_COMMANDS, _tools, main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dcm_lightning", *args], capture_output=True, text=True, cwd=REPO)
+
+
+def test_top_level_help_lists_every_command(capsys):
+    main(["--help"])
+    out = capsys.readouterr().out
+    for command in (*LIGHTNING_COMMANDS, *_tools()):
+        assert f"  {command}" in out
+
+
+@pytest.mark.parametrize("command", [*LIGHTNING_COMMANDS, *_tools()])
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage" in capsys.readouterr().out.lower()
+
+
+def _assert_one_sentence_error(result: subprocess.CompletedProcess, fragment: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert fragment in result.stderr
+
+
+def test_a_prompt_word_outside_the_vocabulary_is_one_sentence():
+    result = _run("sample", "--prompt", "a striped purple triangle moving left")
+    _assert_one_sentence_error(result, "'purple' is not in the MovingShapes vocabulary")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_missing_checkpoint_is_one_sentence():
+    result = _run("sample", "--checkpoint", "no/such/teacher", "--prompt", "a plain red circle moving up")
+    _assert_one_sentence_error(result, "'no/such/teacher' does not exist")
+    result = _run("fit", "--config", "configs/teacher_tiny.yaml", "--ckpt_path", "no/such.ckpt")
+    _assert_one_sentence_error(result, "no/such.ckpt")
+
+
+def test_a_misspelled_config_key_names_the_key(tmp_path):
+    config = tmp_path / "typo.yaml"
+    config.write_text((REPO / "configs" / "teacher_tiny.yaml").read_text().replace("guidance_scale:", "guidance_scal:"))
+    result = _run("fit", "--config", str(config))
+    _assert_one_sentence_error(result, "guidance_scal")
+
+
+def test_an_unknown_command_is_refused():
+    result = _run("train")
+    _assert_one_sentence_error(result, "unknown command 'train'")
