@@ -1,4 +1,4 @@
-"""TinyVideoDiT: a DiT with adaLN-Zero over spatio-temporal patches, sized for a CPU.
+"""TinyVideoDiT: a DiT with adaLN-Zero and 3D rotary positions over spatio-temporal patches, sized for a CPU.
 
 Layer names follow diffusers (``attn.to_q``, ``attn.to_out.0``, ``time_embedder``, ``proj_out``) so
 the detail expert's LoRA targets and Ψ lists read the same for the tiny and the real teachers.
@@ -35,8 +35,8 @@ class TinyDiTConfig:
     def __post_init__(self) -> None:
         if self.width % self.num_heads:
             raise UserError(f"width {self.width} is not divisible by num_heads {self.num_heads}.")
-        if self.width % 4 or (self.width - self.width // 4) % 4:
-            raise UserError(f"width {self.width} must split into even sin-cos bands for t, h and w.")
+        if (self.width // self.num_heads) % 2:
+            raise UserError(f"the head width {self.width // self.num_heads} must be even for rotary positions.")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -73,24 +73,35 @@ def sinusoidal_embedding(values: Tensor, dim: int, max_period: float = 10000.0) 
     return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
 
 
-def video_position_embedding(frames: int, height: int, width: int, dim: int, device: torch.device) -> Tensor:
-    """Fixed 3D sin-cos positions: a quarter of the channels for time, the rest split for h and w."""
-    dim_t = dim // 4
-    dim_hw = (dim - dim_t) // 2
+def rope_axis_dims(head_dim: int) -> tuple[int, int, int]:
+    """Channels of each head rotated by the t, h and w positions (each even; t gets about a quarter)."""
+    dim_t = (head_dim // 4) // 2 * 2
+    dim_h = (head_dim - dim_t) // 4 * 2
+    return dim_t, dim_h, head_dim - dim_t - dim_h
+
+
+def video_rope(frames: int, height: int, width: int, head_dim: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """3D rotary position embedding (as in HunyuanVideo / Wan): cos, sin of shape (f h w) head_dim."""
+    angles = []
     t, h, w = torch.meshgrid(
         torch.arange(frames, device=device),
         torch.arange(height, device=device),
         torch.arange(width, device=device),
         indexing="ij",
     )
-    return torch.cat(
-        [
-            sinusoidal_embedding(t.flatten(), dim_t, 100.0),
-            sinusoidal_embedding(h.flatten(), dim_hw, 100.0),
-            sinusoidal_embedding(w.flatten(), dim - dim_t - dim_hw, 100.0),
-        ],
-        dim=-1,
-    )  # (f h w) d
+    for positions, dim in zip((t, h, w), rope_axis_dims(head_dim), strict=True):
+        freqs = 1.0 / (100.0 ** (torch.arange(0, dim, 2, device=device, dtype=torch.float32) / dim))
+        angles.append(positions.flatten().float()[:, None] * freqs[None])  # n dim/2
+    angles = torch.cat(angles, dim=-1).repeat_interleave(2, dim=-1)  # n head_dim
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
+    """Rotate channel pairs (2i, 2i+1) of x: b heads n d."""
+    cos, sin = rope
+    pairs = rearrange(x, "... (d two) -> ... d two", two=2)
+    rotated = torch.stack([-pairs[..., 1], pairs[..., 0]], dim=-1).flatten(-2)
+    return x * cos.to(x.dtype) + rotated * sin.to(x.dtype)
 
 
 class MLPEmbedder(nn.Module):
@@ -117,8 +128,9 @@ class Attention(nn.Module):
         self.to_v = nn.Linear(width, width)
         self.to_out = nn.ModuleList([nn.Linear(width, width), nn.Dropout(0.0)])
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
         q, k, v = (rearrange(p(x), "b n (h d) -> b h n d", h=self.num_heads) for p in (self.to_q, self.to_k, self.to_v))
+        q, k = apply_rope(q, rope), apply_rope(k, rope)
         out = rearrange(F.scaled_dot_product_attention(q, k, v), "b h n d -> b n (h d)")
         for layer in self.to_out:
             out = layer(out)
@@ -141,9 +153,9 @@ class TinyDiTBlock(nn.Module):
         self.ff = nn.Sequential(nn.Linear(width, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, width))
         self.adaln_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
 
-    def forward(self, x: Tensor, c: Tensor) -> Tensor:
+    def forward(self, x: Tensor, c: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
         shift_a, scale_a, gate_a, shift_f, scale_f, gate_f = self.adaln_modulation(c).chunk(6, dim=-1)
-        x = x + gate_a[:, None] * self.attn(modulate(self.norm1(x), shift_a, scale_a))
+        x = x + gate_a[:, None] * self.attn(modulate(self.norm1(x), shift_a, scale_a), rope)
         return x + gate_f[:, None] * self.ff(modulate(self.norm2(x), shift_f, scale_f))
 
 
@@ -220,14 +232,15 @@ class TinyVideoDiT(nn.Module):
         _, _, frames, height, width = x.shape
         grid = (frames // pt, height // ph, width // pw)
         tokens = rearrange(x, "b c (f pt) (h ph) (w pw) -> b (f h w) (pt ph pw c)", pt=pt, ph=ph, pw=pw)
-        hidden = self.patch_embed(tokens) + video_position_embedding(*grid, self.config.width, x.device).to(x.dtype)
+        hidden = self.patch_embed(tokens)
+        rope = video_rope(*grid, self.config.width // self.config.num_heads, x.device)
         c = self.condition(timestep, text_embeds, text_mask)
         features = []
         for index, block in enumerate(self.blocks):
             if self.gradient_checkpointing and torch.is_grad_enabled():
-                hidden = torch.utils.checkpoint.checkpoint(block, hidden, c, use_reentrant=False)
+                hidden = torch.utils.checkpoint.checkpoint(block, hidden, c, rope, use_reentrant=False)
             else:
-                hidden = block(hidden, c)
+                hidden = block(hidden, c, rope)
             if index in feature_blocks:
                 features.append(hidden)
         shift, scale = self.norm_out_modulation(c).chunk(2, dim=-1)

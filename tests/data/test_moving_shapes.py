@@ -113,3 +113,14 @@ def test_prompt_suite_is_fixed_and_covers_every_attribute_value():
     assert len(suite) == 128 and len({c.seed for c in suite}) == 128
     for field, values in (("shape", 3), ("color", 6), ("texture", 2), ("direction", 4)):
         assert len({getattr(c.attributes, field) for c in suite}) == values
+
+
+def test_stray_pixels_do_not_change_what_the_oracle_reads():
+    attributes = ShapeAttributes("circle", "yellow", "plain", "left")
+    video, _ = render_sample(attributes, 11, SPEC)
+    speckled = video.clone()
+    speckled[:, :, 1, 1] = 1.0  # one bright pixel in a corner of every frame
+    speckled[:, :, 30, 2] = 0.8
+    clean, noisy = analyze_clip(video, SPEC), analyze_clip(speckled, SPEC)
+    assert all(noisy.matches(attributes).values())
+    torch.testing.assert_close(noisy.centroids, clean.centroids)

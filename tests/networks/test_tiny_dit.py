@@ -64,3 +64,22 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     network(*inputs).square().sum().backward()
     for expected, got in zip(plain, (p.grad for p in network.parameters()), strict=True):
         torch.testing.assert_close(got, expected)
+
+
+def test_rotary_attention_scores_depend_only_on_relative_position():
+    from dcm_lightning.networks.tiny_dit import apply_rope, video_rope
+
+    rope = video_rope(4, 8, 8, 32, torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(32, generator=g), torch.randn(32, generator=g)
+    q_all = apply_rope(q.expand(1, 1, 256, 32), rope)[0, 0]
+    k_all = apply_rope(k.expand(1, 1, 256, 32), rope)[0, 0]
+
+    def index(t, h, w):
+        return (t * 8 + h) * 8 + w
+
+    # Same offset (1 frame, 2 rows, −1 column) from two different places gives the same score.
+    first = q_all[index(0, 1, 3)] @ k_all[index(1, 3, 2)]
+    second = q_all[index(2, 4, 6)] @ k_all[index(3, 6, 5)]
+    torch.testing.assert_close(first, second)
+    assert not torch.allclose(first, q_all[index(0, 1, 3)] @ k_all[index(0, 1, 3)])

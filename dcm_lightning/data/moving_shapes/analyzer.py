@@ -57,6 +57,22 @@ class ClipAnalysis:
         }
 
 
+def largest_component(mask: Tensor) -> Tensor:
+    """Keep the largest 8-connected region of an ``h w`` mask, so stray pixels of a generated frame
+    neither move the centroid nor stretch the bounding box the shape is judged by."""
+    height, width = mask.shape
+    labels = torch.arange(1, height * width + 1, dtype=torch.float32).view(1, 1, height, width) * mask
+    while True:
+        grown = F.max_pool2d(labels, 3, stride=1, padding=1) * mask
+        if torch.equal(grown, labels):
+            break
+        labels = grown
+    values, counts = labels[labels > 0].unique(return_counts=True)
+    if len(values) == 0:
+        return mask
+    return labels[0, 0] == values[counts.argmax()]
+
+
 def _mask_threshold(spec: MovingShapesSpec) -> float:
     # Midway between the background and the darkest stripe of the dimmest color.
     dimmest = min(max(rgb) for rgb in COLORS.values()) * spec.stripe_darkness
@@ -124,6 +140,7 @@ def analyze_clip(video: Tensor, spec: MovingShapesSpec | None = None) -> ClipAna
     shapes: list[str | None] = []
     colors: list[str | None] = []
     textures: list[str | None] = []
+    masks = torch.stack([largest_component(mask) for mask in masks])
     for f, mask in enumerate(masks):
         if mask.sum() < MIN_SHAPE_PIXELS:
             shapes.append(None)
