@@ -1,0 +1,63 @@
+"""Which grid points an expert owns and where each of its phases ends (DESIGN.md §2).
+
+Grid indices follow the paper: i ∈ {0..N−1} is σ_i = σ((i + 1) / N), and index −1 stands for the
+appended σ = 0. An expert owns the samples at indices ``first..last`` (inclusive) and integrates
+them down to ``end``; PCM-style phases split that range so that every phase has its own end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dcm_lightning.diffusion.grids import validate_boundary_index
+from dcm_lightning.errors import UserError
+
+CLEAN_INDEX = -1  # the appended σ = 0
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Grid points ``end + 1 .. last`` are sampled; every trajectory ends at index ``end``."""
+
+    end: int
+    last: int
+    num_phases: int = 1
+
+    def __post_init__(self) -> None:
+        if self.last <= self.end:
+            raise UserError(f"an expert segment needs last > end, got end={self.end}, last={self.last}.")
+        if not 1 <= self.num_phases <= self.last - self.end:
+            raise UserError(
+                f"{self.num_phases} phases do not fit {self.last - self.end} grid steps; use 1..{self.last - self.end}."
+            )
+
+    def phase_ends(self) -> list[int]:
+        """Phase end indices, from the segment's end upwards: P nearly equal runs of grid steps."""
+        steps = self.last - self.end
+        return [self.end + (steps * p) // self.num_phases for p in range(self.num_phases)]
+
+    def phase_end(self, index: int) -> int:
+        """The end of the phase that grid point ``index`` (end < index ≤ last) belongs to."""
+        if not self.end < index <= self.last:
+            raise ValueError(f"grid index {index} is outside the segment ({self.end}, {self.last}]")
+        return max(e for e in self.phase_ends() if e < index)
+
+    def sample_indices(self) -> range:
+        return range(self.end + 1, self.last + 1)
+
+
+def semantic_segment(kappa: int, num_steps: int, num_phases: int = 1) -> Segment:
+    """SemE: samples on (σ_b, 1], i.e. indices κ+1..N−1, ending at σ_κ = σ_b."""
+    validate_boundary_index(kappa, num_steps)
+    return Segment(end=kappa, last=num_steps - 1, num_phases=num_phases)
+
+
+def detail_segment(kappa: int, num_steps: int, num_phases: int = 1) -> Segment:
+    """DetE: samples on [σ_0, σ_b], i.e. indices 0..κ, integrating to the appended σ = 0."""
+    validate_boundary_index(kappa, num_steps)
+    return Segment(end=CLEAN_INDEX, last=kappa, num_phases=num_phases)
+
+
+def whole_trajectory(num_steps: int, num_phases: int = 1) -> Segment:
+    """LCM (P = 1) and PCM (P phases): one model over every grid point, ending at σ = 0."""
+    return Segment(end=CLEAN_INDEX, last=num_steps - 1, num_phases=num_phases)
