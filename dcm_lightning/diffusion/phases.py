@@ -61,3 +61,18 @@ def detail_segment(kappa: int, num_steps: int, num_phases: int = 1) -> Segment:
 def whole_trajectory(num_steps: int, num_phases: int = 1) -> Segment:
     """LCM (P = 1) and PCM (P phases): one model over every grid point, ending at σ = 0."""
     return Segment(end=CLEAN_INDEX, last=num_steps - 1, num_phases=num_phases)
+
+
+def uniform_step_indices(segment: Segment, num_steps: int) -> list[int]:
+    """Grid indices a ``num_steps`` sampler visits inside a segment: its last point, then uniform
+    strides in index towards its end (official 2 + 2 at κ = 37: 49, 43 | 37, 18 → σ = 0)."""
+    if not 1 <= num_steps <= segment.last - segment.end:
+        raise UserError(f"{num_steps} steps do not fit {segment.last - segment.end} grid steps of this expert.")
+    span = segment.last - segment.end
+    return [segment.last - (j * span) // num_steps for j in range(num_steps)]
+
+
+def phase_start_indices(segment: Segment) -> list[int]:
+    """The P-step schedule of a phased student: it starts each phase where the previous one ended."""
+    ends = segment.phase_ends()
+    return [segment.last, *reversed(ends[1:])]

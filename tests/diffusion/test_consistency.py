@@ -72,3 +72,21 @@ def test_temporal_coherence_ignores_a_constant_offset_but_not_a_motion_error():
     assert float(temporal_coherence(moved, target, lag=3)) > 0.1
     with pytest.raises(ValueError):
         temporal_coherence(target, target, lag=6)
+
+
+def test_two_plus_two_steps_reproduce_the_official_hunyuan_schedule():
+    from dcm_lightning.diffusion.phases import uniform_step_indices
+
+    indices = uniform_step_indices(semantic_segment(37, 50), 2) + uniform_step_indices(detail_segment(37, 50), 2)
+    assert indices == [49, 43, 37, 18]
+    sigmas = [float(grid_sigma(i, 50, 17.0)) for i in indices]
+    assert sigmas == pytest.approx([1.0, 0.99204, 0.98176, 0.9124], abs=5e-5)
+
+
+def test_a_phased_student_starts_each_step_where_the_last_phase_ended():
+    from dcm_lightning.diffusion.phases import phase_start_indices
+
+    pcm = whole_trajectory(50, num_phases=4)
+    starts = phase_start_indices(pcm)
+    assert starts == [49, 36, 24, 11]
+    assert [pcm.phase_end(s) for s in starts] == [36, 24, 11, CLEAN_INDEX]
