@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -13,6 +14,31 @@ from dcm_lightning.teachers.base import VideoTeacher
 
 
 @torch.no_grad()
+def teacher_trajectory(
+    teacher: VideoTeacher,
+    noise: Tensor,
+    condition: Any,
+    sigmas: Tensor | None = None,
+    guidance_scale: float | None = None,
+    progress: bool = False,
+) -> Iterator[Tensor]:
+    """Integrate the teacher's probability-flow ODE from ``noise`` (b c f h w at σ = sigmas[0]),
+    yielding the state at every level of ``sigmas``, the noise first and the sample last.
+
+    Each step is one DDIM jump x_s = a_s·x̂0 + b_s·ε̂ from σ_i to σ_{i+1}; with the default schedule
+    (``teacher.sigmas()``, N + 1 levels ending at 0) this is the teacher's N-step sampler.
+    """
+    sigmas = (teacher.sigmas() if sigmas is None else sigmas).to(noise.device, noise.dtype)
+    x = noise
+    yield x
+    for i in tqdm(range(len(sigmas) - 1), desc="teacher sampling", disable=not progress, leave=False):
+        sigma = sigmas[i].expand(x.shape[0])
+        prediction = teacher.predict(x, sigma, condition, guidance_scale=guidance_scale)
+        a, b = teacher.parameterization.coefficients(sigmas[i + 1])
+        x = ddim_jump(prediction.x0, prediction.eps, a, b)
+        yield x
+
+
 def sample_teacher(
     teacher: VideoTeacher,
     noise: Tensor,
@@ -21,20 +47,9 @@ def sample_teacher(
     guidance_scale: float | None = None,
     progress: bool = False,
 ) -> Tensor:
-    """Integrate the teacher's probability-flow ODE from ``noise`` (b c f h w at σ = sigmas[0]).
-
-    Each step is one DDIM jump x_s = a_s·x̂0 + b_s·ε̂ from σ_i to σ_{i+1}; with the default schedule
-    (``teacher.sigmas()``, N + 1 levels ending at 0) this is the teacher's N-step sampler.
-    """
-    sigmas = (teacher.sigmas() if sigmas is None else sigmas).to(noise.device, noise.dtype)
-    x = noise
-    steps = range(len(sigmas) - 1)
-    for i in tqdm(steps, desc="teacher sampling", disable=not progress, leave=False):
-        sigma = sigmas[i].expand(x.shape[0])
-        prediction = teacher.predict(x, sigma, condition, guidance_scale=guidance_scale)
-        a, b = teacher.parameterization.coefficients(sigmas[i + 1])
-        x = ddim_jump(prediction.x0, prediction.eps, a, b)
-    return x
+    """The teacher's sample: the last state of ``teacher_trajectory``."""
+    *_, sample = teacher_trajectory(teacher, noise, condition, sigmas, guidance_scale, progress)
+    return sample
 
 
 def seeded_noise(seeds: list[int], shape: tuple[int, ...]) -> Tensor:

@@ -1,0 +1,274 @@
+"""Cached teacher ODE trajectories: safetensors shards plus a manifest (DESIGN.md §3).
+
+Layout of a cache folder::
+
+    manifest.json          what the cache is: teacher fingerprint, parameterization, shift, N, guidance,
+                           kept grid indices, dtype, latent shape, prompt-list hash, shard size, and
+                           per shard its sample range and sha256 (written last: a cache is complete
+                           exactly when it exists)
+    shard-00000.safetensors   states  (n, k, c, f, h, w) at the kept grid indices
+                              text_embeds (n, l, d), text_mask (n, l), seeds (n,)
+    shard-00000.json          the shard's record (checksum, range), written after the shard
+
+Every write goes to a temporary name and is renamed into place, so an interrupted build leaves
+only whole shards; rerunning it skips each shard whose record and checksum are valid and builds
+the rest. Shards are assigned round-robin to ranks, so several processes build one cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from dcm_lightning.data.moving_shapes.datasets import PromptCase
+from dcm_lightning.diffusion.phases import CLEAN_INDEX
+from dcm_lightning.errors import UserError
+from dcm_lightning.sampling import seeded_noise, teacher_trajectory
+from dcm_lightning.teachers.base import VideoTeacher
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def module_fingerprint(module: nn.Module) -> str:
+    """sha256 over a network's parameter names, shapes and values: the teacher's identity."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def prompts_fingerprint(cases: Sequence[PromptCase]) -> str:
+    digest = hashlib.sha256()
+    for case in cases:
+        digest.update(f"{case.prompt}\x00{case.seed}\n".encode())
+    return digest.hexdigest()
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    """Everything a cache must match to be reused; a mismatch names the first differing field."""
+
+    teacher_fingerprint: str
+    parameterization: str
+    shift: float
+    num_steps: int
+    guidance_scale: float
+    kept_indices: tuple[int, ...]  # paper grid indices, descending; −1 is the clean sample
+    dtype: str
+    latent_shape: tuple[int, ...]
+    prompts_fingerprint: str
+    num_samples: int
+    samples_per_shard: int
+
+    @property
+    def num_shards(self) -> int:
+        return -(-self.num_samples // self.samples_per_shard)
+
+    def shard_range(self, shard: int) -> range:
+        first = shard * self.samples_per_shard
+        return range(first, min(first + self.samples_per_shard, self.num_samples))
+
+    def to_json(self) -> dict:
+        return {**dataclasses.asdict(self), "kept_indices": list(self.kept_indices)}
+
+    @classmethod
+    def from_json(cls, values: dict) -> CacheSpec:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in values.items() if k in fields}
+        return cls(
+            **{**values, "kept_indices": tuple(values["kept_indices"]), "latent_shape": tuple(values["latent_shape"])}
+        )
+
+    def mismatch(self, other: CacheSpec) -> str | None:
+        for field in dataclasses.fields(self):
+            mine, theirs = getattr(self, field.name), getattr(other, field.name)
+            if mine != theirs:
+                return f"{field.name} is {theirs!r} in the cache but {mine!r} was requested"
+        return None
+
+
+def cache_spec(
+    teacher: VideoTeacher,
+    cases: Sequence[PromptCase],
+    kept_indices: Sequence[int],
+    dtype: str = "float32",
+    samples_per_shard: int = 64,
+) -> CacheSpec:
+    """The spec of a cache of ``teacher``'s trajectories for ``cases``."""
+    num_steps = teacher.num_steps
+    kept = tuple(sorted(set(kept_indices), reverse=True))
+    bad = [i for i in kept if not CLEAN_INDEX <= i < num_steps]
+    if bad:
+        raise UserError(f"kept grid indices {bad} are outside −1..{num_steps - 1} for a {num_steps}-step teacher.")
+    if not hasattr(torch, dtype) or not isinstance(getattr(torch, dtype), torch.dtype):
+        raise UserError(f"unknown cache dtype {dtype!r}; use float32, bfloat16 or float16.")
+    return CacheSpec(
+        teacher_fingerprint=module_fingerprint(teacher.network),
+        parameterization=type(teacher.parameterization).__name__,
+        shift=float(teacher.shift),
+        num_steps=num_steps,
+        guidance_scale=float(teacher.guidance_scale),
+        kept_indices=kept,
+        dtype=dtype,
+        latent_shape=tuple(teacher.latent_shape()),
+        prompts_fingerprint=prompts_fingerprint(cases),
+        num_samples=len(cases),
+        samples_per_shard=samples_per_shard,
+    )
+
+
+class TrajectoryCache:
+    """A cache folder: build (resumable, sharded across ranks), verify and read."""
+
+    def __init__(self, folder: str | Path, spec: CacheSpec) -> None:
+        self.folder = Path(folder)
+        self.spec = spec
+
+    def shard_path(self, shard: int) -> Path:
+        return self.folder / f"shard-{shard:05d}.safetensors"
+
+    def record_path(self, shard: int) -> Path:
+        return self.folder / f"shard-{shard:05d}.json"
+
+    # ---- state ---------------------------------------------------------------------------
+
+    def is_complete(self) -> bool:
+        """True when the manifest exists and matches the requested spec; refuses a foreign cache."""
+        manifest = self.folder / MANIFEST
+        if not manifest.is_file():
+            self._refuse_foreign_records()
+            return False
+        existing = CacheSpec.from_json(json.loads(manifest.read_text())["spec"])
+        problem = self.spec.mismatch(existing)
+        if problem:
+            raise UserError(f"the trajectory cache at {self.folder} does not match this run: {problem}.")
+        return True
+
+    def _refuse_foreign_records(self) -> None:
+        for record in sorted(self.folder.glob("shard-*.json"))[:1]:
+            existing = CacheSpec.from_json(json.loads(record.read_text())["spec"])
+            problem = self.spec.mismatch(existing)
+            if problem:
+                raise UserError(f"the partial trajectory cache at {self.folder} does not match this run: {problem}.")
+
+    def valid_shard(self, shard: int) -> bool:
+        record, path = self.record_path(shard), self.shard_path(shard)
+        if not record.is_file() or not path.is_file():
+            return False
+        return json.loads(record.read_text())["sha256"] == sha256_file(path)
+
+    # ---- building --------------------------------------------------------------------------
+
+    def build(
+        self,
+        teacher: VideoTeacher,
+        cases: Sequence[PromptCase],
+        batch_size: int = 16,
+        rank: int = 0,
+        world_size: int = 1,
+        progress: bool = True,
+    ) -> list[int]:
+        """Generate this rank's missing shards; returns the shards it built. Call ``finalize`` after
+        every rank is done (rank 0)."""
+        if prompts_fingerprint(cases) != self.spec.prompts_fingerprint:
+            raise UserError("the prompt list differs from the one this cache spec was made for.")
+        if self.is_complete():
+            return []
+        self.folder.mkdir(parents=True, exist_ok=True)
+        mine = [s for s in range(rank, self.spec.num_shards, world_size) if not self.valid_shard(s)]
+        positions = [self.spec.num_steps - 1 - i for i in self.spec.kept_indices]  # in teacher.sigmas()
+        dtype = getattr(torch, self.spec.dtype)
+        for shard in tqdm(mine, desc=f"trajectory cache (rank {rank})", unit="shard", disable=not progress):
+            batches = []
+            members = [cases[i] for i in self.spec.shard_range(shard)]
+            for first in range(0, len(members), batch_size):
+                batch = members[first : first + batch_size]
+                noise = seeded_noise([c.seed for c in batch], teacher.latent_shape())
+                condition = teacher.encode_prompts([c.prompt for c in batch])
+                states = list(teacher_trajectory(teacher, noise.to(teacher.device), condition))
+                kept = torch.stack([states[p] for p in positions], dim=1)  # b k c f h w
+                batches.append((kept.to(dtype).cpu(), condition.embeds.cpu(), condition.mask.cpu(), batch))
+            self._write_shard(shard, batches)
+        return mine
+
+    def _write_shard(self, shard: int, batches: list) -> None:
+        tensors = {
+            "states": torch.cat([b[0] for b in batches]).contiguous(),
+            "text_embeds": torch.cat([b[1] for b in batches]).contiguous(),
+            "text_mask": torch.cat([b[2] for b in batches]).to(torch.uint8).contiguous(),
+            "seeds": torch.tensor([c.seed for b in batches for c in b[3]], dtype=torch.int64),
+        }
+        prompts = [c.prompt for b in batches for c in b[3]]
+        path = self.shard_path(shard)
+        temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        save_file(tensors, temporary, metadata={"prompts": json.dumps(prompts)})
+        os.replace(temporary, path)
+        sample_range = self.spec.shard_range(shard)
+        record = {
+            "spec": self.spec.to_json(),
+            "sha256": sha256_file(path),
+            "first": sample_range.start,
+            "count": len(sample_range),
+        }
+        _atomic_write_text(self.record_path(shard), json.dumps(record, indent=1))
+
+    def finalize(self) -> None:
+        """Write the manifest once every shard is present and valid (rank 0, after a barrier)."""
+        missing = [s for s in range(self.spec.num_shards) if not self.valid_shard(s)]
+        if missing:
+            raise UserError(f"the trajectory cache at {self.folder} is missing or has corrupt shards {missing}.")
+        shards = {
+            self.shard_path(s).name: json.loads(self.record_path(s).read_text()) for s in range(self.spec.num_shards)
+        }
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "spec": self.spec.to_json(),
+            "shards": {name: {k: v for k, v in record.items() if k != "spec"} for name, record in shards.items()},
+        }
+        _atomic_write_text(self.folder / MANIFEST, json.dumps(manifest, indent=1))
+
+    # ---- reading ---------------------------------------------------------------------------
+
+    def load_shard(self, shard: int) -> dict[str, Tensor]:
+        """A shard's tensors, after checking its checksum against the manifest."""
+        manifest = json.loads((self.folder / MANIFEST).read_text())
+        path = self.shard_path(shard)
+        expected = manifest["shards"][path.name]["sha256"]
+        if not path.is_file() or sha256_file(path) != expected:
+            raise UserError(
+                f"cache shard {path} is missing or corrupt (checksum mismatch); remove it, its .json record "
+                f"and {MANIFEST}, then rerun the cache build: only that shard is regenerated."
+            )
+        return load_file(path)
+
+    def invalidate_shard(self, shard: int) -> None:
+        """Forget one shard (and the manifest) so that the next build regenerates only it."""
+        for path in (self.folder / MANIFEST, self.record_path(shard), self.shard_path(shard)):
+            path.unlink(missing_ok=True)
