@@ -124,3 +124,12 @@ def test_stray_pixels_do_not_change_what_the_oracle_reads():
     clean, noisy = analyze_clip(video, SPEC), analyze_clip(speckled, SPEC)
     assert all(noisy.matches(attributes).values())
     torch.testing.assert_close(noisy.centroids, clean.centroids)
+
+
+def test_an_irregular_blob_is_no_shape():
+    blob = torch.zeros(32, 32, dtype=torch.bool)
+    blob[8:20, 10:13] = True  # an L: a tall bar with a foot
+    blob[17:20, 10:24] = True
+    from dcm_lightning.data.moving_shapes.analyzer import _classify_shape
+
+    assert _classify_shape(blob) is None

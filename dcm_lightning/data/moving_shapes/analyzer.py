@@ -10,13 +10,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dcm_lightning.data.moving_shapes.render import MovingShapesSpec
-from dcm_lightning.data.moving_shapes.vocabulary import COLORS, DIRECTIONS, ShapeAttributes
+from dcm_lightning.data.moving_shapes.render import MovingShapesSpec, shape_mask
+from dcm_lightning.data.moving_shapes.vocabulary import COLORS, DIRECTIONS, SHAPES, ShapeAttributes
 
 MIN_SHAPE_PIXELS = 6
-# Fill ratio of the mask inside its bounding box: square ≈ 1, circle ≈ π/4, triangle ≈ 1/2.
-SQUARE_MIN_FILL = 0.88
-CIRCLE_MIN_FILL = 0.65
+# Shape = the best-fitting template drawn into the mask's bounding box, if it fits well enough.
+MIN_SHAPE_IOU = 0.6
+TEMPLATE_SUPERSAMPLE = 4
+TEMPLATE_COVERAGE = 0.25  # a pixel belongs to a template when the shape covers this much of it
+TEMPLATE_INSET = 0.3  # the mask's box includes partly covered edge pixels; the shape is a bit smaller
 # Fraction of interior pixels much darker than the shape's bright color: ≈ 0 plain, ≈ 0.4 striped.
 STRIPED_MIN_DARK_FRACTION = 0.12
 MIN_TRAVEL_PIXELS = 2.0
@@ -79,14 +81,30 @@ def _mask_threshold(spec: MovingShapesSpec) -> float:
     return (max(spec.background) + dimmest) / 2
 
 
-def _classify_shape(mask: Tensor) -> str:
+def _shape_ious(mask: Tensor) -> dict[str, float]:
+    """IoU of the mask with each shape drawn into the mask's own bounding box."""
     rows = mask.any(dim=1).nonzero().squeeze(1)
     cols = mask.any(dim=0).nonzero().squeeze(1)
-    box = (rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1)
-    fill = float(mask.sum()) / float(box)
-    if fill >= SQUARE_MIN_FILL:
-        return "square"
-    return "circle" if fill >= CIRCLE_MIN_FILL else "triangle"
+    centre_x = (float(cols[0]) + float(cols[-1]) + 1) / 2
+    centre_y = (float(rows[0]) + float(rows[-1]) + 1) / 2
+    half = (max(float(rows[-1] - rows[0]), float(cols[-1] - cols[0])) + 1) / 2 - TEMPLATE_INSET
+    s = TEMPLATE_SUPERSAMPLE
+    height, width = mask.shape
+    v = ((torch.arange(height * s, dtype=torch.float64) + 0.5) / s - centre_y).view(-1, 1)
+    u = ((torch.arange(width * s, dtype=torch.float64) + 0.5) / s - centre_x).view(1, -1)
+    ious = {}
+    for shape in SHAPES:
+        coverage = F.avg_pool2d(shape_mask(shape, u, v, half).double()[None, None], s)[0, 0]
+        template = coverage > TEMPLATE_COVERAGE
+        ious[shape] = float((template & mask).sum()) / float((template | mask).sum())
+    return ious
+
+
+def _classify_shape(mask: Tensor) -> str | None:
+    """The shape whose template fits best; None when none fits (a blob is no shape)."""
+    ious = _shape_ious(mask)
+    best = max(ious, key=ious.get)
+    return best if ious[best] >= MIN_SHAPE_IOU else None
 
 
 def _classify_color_texture(frame: Tensor, mask: Tensor) -> tuple[str, str]:

@@ -73,7 +73,7 @@ def sample_motion(attributes: ShapeAttributes, spec: MovingShapesSpec, generator
     return Motion(start(spec.width, dx, u[2]), start(spec.height, dy, u[3]), speed, size)
 
 
-def _inside(shape: str, u: Tensor, v: Tensor, half: float) -> Tensor:
+def shape_mask(shape: str, u: Tensor, v: Tensor, half: float) -> Tensor:
     """Point-in-shape test in shape-centred coordinates (u right, v down), bounding box side 2·half."""
     if shape == "circle":
         return u.square() + v.square() <= half**2
@@ -93,7 +93,7 @@ def render_clip(attributes: ShapeAttributes, motion: Motion, spec: MovingShapesS
     xs = ((torch.arange(spec.width * s, dtype=torch.float64) + 0.5) / s).view(1, 1, -1)
     u = xs - (motion.start_x + dx * motion.speed * t)
     v = ys - (motion.start_y + dy * motion.speed * t)
-    inside = _inside(attributes.shape, u, v, motion.size / 2)
+    inside = shape_mask(attributes.shape, u, v, motion.size / 2)
     color = torch.tensor(COLORS[attributes.color], dtype=torch.float64).view(3, 1, 1, 1)
     shade = torch.ones_like(u)
     if attributes.texture == "striped":
@@ -120,4 +120,13 @@ def render_sample(attributes: ShapeAttributes, seed: int, spec: MovingShapesSpec
     return render_clip(attributes, motion, spec), motion
 
 
-__all__ = ["Motion", "MovingShapesSpec", "clip_seed", "render_clip", "render_sample", "sample_motion", "spec_from_dict"]
+__all__ = [
+    "Motion",
+    "MovingShapesSpec",
+    "clip_seed",
+    "render_clip",
+    "render_sample",
+    "sample_motion",
+    "shape_mask",
+    "spec_from_dict",
+]
