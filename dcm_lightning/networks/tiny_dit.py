@@ -1,4 +1,4 @@
-"""TinyVideoDiT: a DiT with adaLN-Zero and 3D rotary positions over spatio-temporal patches, sized for a CPU.
+"""TinyVideoDiT: a DiT with adaLN-Zero, absolute and 3D rotary positions over spatio-temporal patches, sized for a CPU.
 
 Layer names follow diffusers (``attn.to_q``, ``attn.to_out.0``, ``time_embedder``, ``proj_out``) so
 the detail expert's LoRA targets and Ψ lists read the same for the tiny and the real teachers.
@@ -35,8 +35,8 @@ class TinyDiTConfig:
     def __post_init__(self) -> None:
         if self.width % self.num_heads:
             raise UserError(f"width {self.width} is not divisible by num_heads {self.num_heads}.")
-        if (self.width // self.num_heads) % 2:
-            raise UserError(f"the head width {self.width // self.num_heads} must be even for rotary positions.")
+        if (self.width // self.num_heads) % 2 or self.width % 4 or (self.width - self.width // 4) % 4:
+            raise UserError(f"width {self.width} with {self.num_heads} heads does not split into even position bands.")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -71,6 +71,26 @@ def sinusoidal_embedding(values: Tensor, dim: int, max_period: float = 10000.0) 
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=values.device) / half)
     angles = values.float()[:, None] * freqs[None]
     return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
+
+
+def video_position_embedding(frames: int, height: int, width: int, dim: int, device: torch.device) -> Tensor:
+    """Fixed 3D sin-cos positions: a quarter of the channels for time, the rest split for h and w."""
+    dim_t = dim // 4
+    dim_hw = (dim - dim_t) // 2
+    t, h, w = torch.meshgrid(
+        torch.arange(frames, device=device),
+        torch.arange(height, device=device),
+        torch.arange(width, device=device),
+        indexing="ij",
+    )
+    return torch.cat(
+        [
+            sinusoidal_embedding(t.flatten(), dim_t, 100.0),
+            sinusoidal_embedding(h.flatten(), dim_hw, 100.0),
+            sinusoidal_embedding(w.flatten(), dim - dim_t - dim_hw, 100.0),
+        ],
+        dim=-1,
+    )  # (f h w) d
 
 
 def rope_axis_dims(head_dim: int) -> tuple[int, int, int]:
@@ -232,7 +252,9 @@ class TinyVideoDiT(nn.Module):
         _, _, frames, height, width = x.shape
         grid = (frames // pt, height // ph, width // pw)
         tokens = rearrange(x, "b c (f pt) (h ph) (w pw) -> b (f h w) (pt ph pw c)", pt=pt, ph=ph, pw=pw)
-        hidden = self.patch_embed(tokens)
+        # Absolute positions as well as rotary ones: attention with RoPE alone is translation-invariant,
+        # so from pure noise the network could not place "a shape that starts right and moves left".
+        hidden = self.patch_embed(tokens) + video_position_embedding(*grid, self.config.width, x.device).to(x.dtype)
         rope = video_rope(*grid, self.config.width // self.config.num_heads, x.device)
         c = self.condition(timestep, text_embeds, text_mask)
         features = []
