@@ -148,10 +148,12 @@ class Attention(nn.Module):
         self.to_v = nn.Linear(width, width)
         self.to_out = nn.ModuleList([nn.Linear(width, width), nn.Dropout(0.0)])
 
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
+    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], key_mask: Tensor) -> Tensor:
+        """x: b n d; key_mask: b n (False = not attended to)."""
         q, k, v = (rearrange(p(x), "b n (h d) -> b h n d", h=self.num_heads) for p in (self.to_q, self.to_k, self.to_v))
         q, k = apply_rope(q, rope), apply_rope(k, rope)
-        out = rearrange(F.scaled_dot_product_attention(q, k, v), "b h n d -> b n (h d)")
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask[:, None, None, :])
+        out = rearrange(out, "b h n d -> b n (h d)")
         for layer in self.to_out:
             out = layer(out)
         return out
@@ -173,9 +175,9 @@ class TinyDiTBlock(nn.Module):
         self.ff = nn.Sequential(nn.Linear(width, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, width))
         self.adaln_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
 
-    def forward(self, x: Tensor, c: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
+    def forward(self, x: Tensor, c: Tensor, rope: tuple[Tensor, Tensor], key_mask: Tensor) -> Tensor:
         shift_a, scale_a, gate_a, shift_f, scale_f, gate_f = self.adaln_modulation(c).chunk(6, dim=-1)
-        x = x + gate_a[:, None] * self.attn(modulate(self.norm1(x), shift_a, scale_a), rope)
+        x = x + gate_a[:, None] * self.attn(modulate(self.norm1(x), shift_a, scale_a), rope, key_mask)
         return x + gate_f[:, None] * self.ff(modulate(self.norm2(x), shift_f, scale_f))
 
 
@@ -187,8 +189,9 @@ class TinyDiTBlock(nn.Module):
 class TinyVideoDiT(nn.Module):
     """v-prediction video DiT: ``(x: b c f h w, timestep: b, text: b l d, mask: b l) → b c f h w``.
 
-    Text conditioning is the masked mean of the prompt's token embeddings (an empty mask is the
-    null prompt of classifier-free guidance), added to the timestep embedding.
+    The prompt conditions twice, as in HunyuanVideo: its tokens join the attention sequence, and
+    their masked mean (pooled text) is added to the timestep embedding that drives adaLN. An empty
+    mask is the null prompt of classifier-free guidance.
     """
 
     def __init__(self, config: TinyDiTConfig) -> None:
@@ -199,6 +202,7 @@ class TinyVideoDiT(nn.Module):
         self.patch_embed = nn.Linear(patch_dim, config.width)
         self.time_embedder = MLPEmbedder(config.frequency_dim, config.width)
         self.pooled_text_embedder = MLPEmbedder(config.text_dim, config.width)
+        self.context_embedder = nn.Linear(config.text_dim, config.width)
         self.blocks = nn.ModuleList(
             TinyDiTBlock(config.width, config.num_heads, config.mlp_ratio) for _ in range(config.depth)
         )
@@ -254,19 +258,26 @@ class TinyVideoDiT(nn.Module):
         tokens = rearrange(x, "b c (f pt) (h ph) (w pw) -> b (f h w) (pt ph pw c)", pt=pt, ph=ph, pw=pw)
         # Absolute positions as well as rotary ones: attention with RoPE alone is translation-invariant,
         # so from pure noise the network could not place "a shape that starts right and moves left".
-        hidden = self.patch_embed(tokens) + video_position_embedding(*grid, self.config.width, x.device).to(x.dtype)
-        rope = video_rope(*grid, self.config.width // self.config.num_heads, x.device)
+        video = self.patch_embed(tokens) + video_position_embedding(*grid, self.config.width, x.device).to(x.dtype)
+        num_video = video.shape[1]
+        # Joint attention (single-stream, as HunyuanVideo's later blocks): the prompt's tokens join the
+        # sequence, so each video token can look up the words it needs (e.g. the direction) directly.
+        hidden = torch.cat([video, self.context_embedder(text_embeds)], dim=1)  # b (n + l) d
+        key_mask = torch.cat([torch.ones_like(text_mask[:, :1]).expand(-1, num_video), text_mask], dim=1)
+        cos, sin = video_rope(*grid, self.config.width // self.config.num_heads, x.device)
+        text_positions = text_embeds.shape[1]
+        rope = (F.pad(cos, (0, 0, 0, text_positions), value=1.0), F.pad(sin, (0, 0, 0, text_positions)))
         c = self.condition(timestep, text_embeds, text_mask)
         features = []
         for index, block in enumerate(self.blocks):
             if self.gradient_checkpointing and torch.is_grad_enabled():
-                hidden = torch.utils.checkpoint.checkpoint(block, hidden, c, rope, use_reentrant=False)
+                hidden = torch.utils.checkpoint.checkpoint(block, hidden, c, rope, key_mask, use_reentrant=False)
             else:
-                hidden = block(hidden, c, rope)
+                hidden = block(hidden, c, rope, key_mask)
             if index in feature_blocks:
-                features.append(hidden)
+                features.append(hidden[:, :num_video])
         shift, scale = self.norm_out_modulation(c).chunk(2, dim=-1)
-        out = self.proj_out(modulate(self.norm_out(hidden), shift, scale))
+        out = self.proj_out(modulate(self.norm_out(hidden[:, :num_video]), shift, scale))
         v = rearrange(
             out,
             "b (f h w) (pt ph pw c) -> b c (f pt) (h ph) (w pw)",

@@ -83,3 +83,16 @@ def test_rotary_attention_scores_depend_only_on_relative_position():
     second = q_all[index(2, 4, 6)] @ k_all[index(3, 6, 5)]
     torch.testing.assert_close(first, second)
     assert not torch.allclose(first, q_all[index(0, 1, 3)] @ k_all[index(0, 1, 3)])
+
+
+def test_masked_prompt_tokens_have_no_influence():
+    torch.manual_seed(0)
+    network = TinyVideoDiT(tiny_dit_config("test"))
+    for p in network.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    x, t, text, mask = _inputs()
+    mask[:, 4:] = False
+    changed = text.clone()
+    changed[:, 4:] = torch.randn_like(changed[:, 4:])
+    torch.testing.assert_close(network(x, t, changed, mask), network(x, t, text, mask))
+    assert not torch.allclose(network(x, t, text, torch.ones_like(mask)), network(x, t, text, mask))
