@@ -32,7 +32,13 @@ def teacher_module_from_checkpoint(path: str | Path):
     if not any(k.startswith("ema.average.") for k in checkpoint.get("state_dict", {})):
         raise UserError(f"{path} is not a TeacherModule checkpoint (it has no EMA teacher weights).")
     module = TeacherModule(**{k: v for k, v in hparams.items() if not k.startswith("_")})
-    module.load_state_dict(checkpoint["state_dict"])
+    try:
+        module.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError:
+        raise UserError(
+            f"{path} was written by a TeacherModule of another architecture than this version's; "
+            "retrain it or load it with the version that wrote it."
+        ) from None
     module.on_load_checkpoint(checkpoint)
     return module, checkpoint
 

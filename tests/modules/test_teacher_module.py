@@ -81,3 +81,16 @@ def test_export_writes_a_folder_that_sample_loads(straight_and_resumed, tmp_path
     )
     assert (tmp_path / "samples" / "a_plain_red_circle_moving_up-0.mp4").stat().st_size > 0
     assert (tmp_path / "samples" / "grid.png").is_file()
+
+
+def test_a_checkpoint_of_another_architecture_is_refused_in_one_sentence(straight_and_resumed, tmp_path):
+    from dcm_lightning.checkpoints import load_teacher
+    from dcm_lightning.errors import UserError
+
+    checkpoint = torch.load(
+        next((straight_and_resumed / "straight" / "checkpoints").glob("*step=4.ckpt")), weights_only=True
+    )
+    checkpoint["state_dict"].pop("network.context_embedder.weight")
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+    with pytest.raises(UserError, match="another architecture"):
+        load_teacher(tmp_path / "old.ckpt")
