@@ -65,8 +65,13 @@ def prompts_fingerprint(cases: Sequence[PromptCase]) -> str:
     return digest.hexdigest()
 
 
+def _temporary_path(path: Path) -> Path:
+    """Where a file is written before it is renamed into place (hidden, per process)."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
 def _atomic_write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temporary = _temporary_path(path)
     temporary.write_text(text)
     os.replace(temporary, path)
 
@@ -150,6 +155,7 @@ class TrajectoryCache:
     def __init__(self, folder: str | Path, spec: CacheSpec) -> None:
         self.folder = Path(folder)
         self.spec = spec
+        self._manifest: dict | None = None  # read once; shard loads happen on the training hot path
 
     def shard_path(self, shard: int) -> Path:
         return self.folder / f"shard-{shard:05d}.safetensors"
@@ -160,23 +166,20 @@ class TrajectoryCache:
     # ---- state ---------------------------------------------------------------------------
 
     def is_complete(self) -> bool:
-        """True when the manifest exists and matches the requested spec; refuses a foreign cache."""
+        """True when the manifest exists and matches the requested spec; refuses a foreign cache,
+        complete or partial, naming the first setting that differs."""
         manifest = self.folder / MANIFEST
-        if not manifest.is_file():
-            self._refuse_foreign_records()
-            return False
-        existing = CacheSpec.from_json(json.loads(manifest.read_text())["spec"])
-        problem = self.spec.mismatch(existing)
-        if problem:
-            raise UserError(f"the trajectory cache at {self.folder} does not match this run: {problem}.")
-        return True
-
-    def _refuse_foreign_records(self) -> None:
+        if manifest.is_file():
+            self._refuse_if_foreign(json.loads(manifest.read_text())["spec"], "trajectory cache")
+            return True
         for record in sorted(self.folder.glob("shard-*.json"))[:1]:
-            existing = CacheSpec.from_json(json.loads(record.read_text())["spec"])
-            problem = self.spec.mismatch(existing)
-            if problem:
-                raise UserError(f"the partial trajectory cache at {self.folder} does not match this run: {problem}.")
+            self._refuse_if_foreign(json.loads(record.read_text())["spec"], "partial trajectory cache")
+        return False
+
+    def _refuse_if_foreign(self, spec_json: dict, what: str) -> None:
+        problem = self.spec.mismatch(CacheSpec.from_json(spec_json))
+        if problem:
+            raise UserError(f"the {what} at {self.folder} does not match this run: {problem}.")
 
     def valid_shard(self, shard: int) -> bool:
         record, path = self.record_path(shard), self.shard_path(shard)
@@ -212,7 +215,9 @@ class TrajectoryCache:
                 batch = members[first : first + batch_size]
                 noise = seeded_noise([c.seed for c in batch], teacher.latent_shape())
                 condition = teacher.encode_prompts([c.prompt for c in batch])
-                states = list(teacher_trajectory(teacher, noise.to(teacher.device), condition))
+                trajectory = teacher_trajectory(teacher, noise.to(teacher.device), condition)
+                # Hold only the kept states: a 720p Hunyuan state is ~15 MB per sample.
+                states = {p: x.to(dtype) for p, x in enumerate(trajectory) if p in positions}
                 kept = torch.stack([states[p] for p in positions], dim=1)  # b k c f h w
                 batches.append((kept.to(dtype).cpu(), condition.embeds.cpu(), condition.mask.cpu(), batch))
             self._write_shard(shard, batches)
@@ -227,7 +232,7 @@ class TrajectoryCache:
         }
         prompts = [c.prompt for b in batches for c in b[3]]
         path = self.shard_path(shard)
-        temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        temporary = _temporary_path(path)
         save_file(tensors, temporary, metadata={"prompts": json.dumps(prompts)})
         os.replace(temporary, path)
         sample_range = self.spec.shard_range(shard)
@@ -253,14 +258,16 @@ class TrajectoryCache:
             "shards": {name: {k: v for k, v in record.items() if k != "spec"} for name, record in shards.items()},
         }
         _atomic_write_text(self.folder / MANIFEST, json.dumps(manifest, indent=1))
+        self._manifest = manifest
 
     # ---- reading ---------------------------------------------------------------------------
 
     def load_shard(self, shard: int) -> dict[str, Tensor]:
         """A shard's tensors, after checking its checksum against the manifest."""
-        manifest = json.loads((self.folder / MANIFEST).read_text())
+        if self._manifest is None:
+            self._manifest = json.loads((self.folder / MANIFEST).read_text())
         path = self.shard_path(shard)
-        expected = manifest["shards"][path.name]["sha256"]
+        expected = self._manifest["shards"][path.name]["sha256"]
         if not path.is_file() or sha256_file(path) != expected:
             raise UserError(
                 f"cache shard {path} is missing or corrupt (checksum mismatch); remove it, its .json record "
@@ -272,3 +279,4 @@ class TrajectoryCache:
         """Forget one shard (and the manifest) so that the next build regenerates only it."""
         for path in (self.folder / MANIFEST, self.record_path(shard), self.shard_path(shard)):
             path.unlink(missing_ok=True)
+        self._manifest = None

@@ -12,6 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from dcm_lightning.checkpoints import load_teacher
+from dcm_lightning.data.moving_shapes import all_attributes
 from dcm_lightning.data.moving_shapes.datasets import prompt_suite
 from dcm_lightning.diffusion import teacher_sigmas
 from dcm_lightning.errors import UserError
@@ -42,9 +43,10 @@ def main(argv: Sequence[str]) -> None:
     args = build_parser().parse_args(argv)
     if args.batch_size < 1 or args.seeds_per_prompt < 1:
         raise UserError("--batch-size and --seeds-per-prompt must be at least 1.")
-    if not 0 < args.num_prompts <= 144:
+    combinations = len(all_attributes())
+    if not 0 < args.num_prompts <= combinations:
         raise UserError(
-            f"--num-prompts must be in 1..144 (the number of attribute combinations), got {args.num_prompts}."
+            f"--num-prompts must be in 1..{combinations} (the attribute combinations), got {args.num_prompts}."
         )
     teacher = load_teacher(args.checkpoint)
     steps = args.steps or teacher.num_steps
