@@ -7,7 +7,11 @@ TEACHER_RUN := runs/teacher_tiny
 TEACHER_OUT := dcm_lightning/teachers/weights/tiny_teacher
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-slow lint demo teacher-tiny teacher-eval tensorboard clean
+.PHONY: help install test test-slow lint demo teacher-tiny teacher-eval cache-tiny seme-tiny lcm-tiny pcm-tiny tensorboard clean
+
+# fit a distillation config, resuming its run when a last.ckpt exists: $(call distill,<config name>)
+distill = $(PY) -m dcm_lightning fit --config configs/$(1).yaml \
+	  $(if $(wildcard runs/$(1)/checkpoints/last.ckpt),--ckpt_path runs/$(1)/checkpoints/last.ckpt)
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-14s %s\n", $$1, $$2}'
@@ -45,6 +49,18 @@ teacher-tiny: install ## retrain the shipped tiny teacher (resumes an interrupte
 teacher-eval: install ## 50-step oracle accuracies of the shipped teacher -> experiments/teacher_tiny/eval.json
 	$(PY) -m dcm_lightning teacher-eval --num-prompts 64 --seeds-per-prompt 2 \
 	  --out experiments/teacher_tiny/eval.json --grid experiments/teacher_tiny/samples.png
+
+cache-tiny: install ## build (or resume) the teacher-trajectory cache the *_tiny distillation configs share
+	$(PY) -m dcm_lightning cache --config configs/seme_tiny.yaml
+
+seme-tiny: install ## distill DCM's semantic expert from the shipped tiny teacher (builds the cache if missing)
+	$(call distill,seme_tiny)
+
+lcm-tiny: install ## baseline: LCM (one phase over the whole trajectory) from the same cache
+	$(call distill,lcm_tiny)
+
+pcm-tiny: install ## baseline: PCM (4 phases over the whole trajectory) from the same cache
+	$(call distill,pcm_tiny)
 
 tensorboard: install ## serve the TensorBoard logs under runs/
 	$(VENV)/bin/tensorboard --logdir runs

@@ -5,12 +5,19 @@ Nothing is unpickled beyond tensors and plain containers (``torch.load(weights_o
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
+from dcm_lightning.diffusion import sigma_at, teacher_sigmas
+from dcm_lightning.diffusion.phases import CLEAN_INDEX
 from dcm_lightning.errors import UserError
+from dcm_lightning.teachers.base import VideoTeacher
 from dcm_lightning.teachers.tiny import SHIPPED_TINY_TEACHER, TinyTeacher
+
+MODULE_KEY = "dcm_lightning_module"  # the class that wrote a checkpoint, by its name in dcm_lightning.modules
 
 
 def read_lightning_checkpoint(path: str | Path) -> dict:
@@ -56,3 +63,58 @@ def load_teacher(path: str | Path | None = None) -> TinyTeacher:
     teacher = module.teacher(use_ema=True)
     teacher.requires_grad_(False).eval()
     return teacher
+
+
+def student_module_from_checkpoint(path: str | Path):
+    """Rebuild a distillation module (SemE, LCM/PCM …) from a ``fit`` checkpoint; its teacher is loaded
+    from where the checkpoint's hyperparameters point."""
+    from dcm_lightning import modules
+
+    checkpoint = read_lightning_checkpoint(path)
+    name = checkpoint.get(MODULE_KEY)
+    if name not in modules.__all__ or name == "TeacherModule":
+        raise UserError(f"{path} is not a distilled-student checkpoint written by `fit`.")
+    hparams = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
+    module = getattr(modules, name)(**hparams)
+    module.on_load_checkpoint(checkpoint)
+    try:
+        module.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError:
+        raise UserError(f"{path} was written by a {name} of another architecture than this version's.") from None
+    module.requires_grad_(False).eval()
+    return module, checkpoint
+
+
+def is_student_checkpoint(path: str | Path | None) -> bool:
+    if path is None or Path(path).is_dir():
+        return False
+    return MODULE_KEY in read_lightning_checkpoint(path)
+
+
+@dataclass
+class Generator:
+    """What a sampler needs: the model, its σ schedule (ending at 0) and its guidance scale."""
+
+    model: VideoTeacher
+    sigmas: Tensor
+    guidance_scale: float
+    kind: str  # "teacher" or "student"
+
+    @property
+    def steps(self) -> int:
+        return len(self.sigmas) - 1
+
+
+def load_generator(path: str | Path | None, steps: int | None = None, guidance_scale: float | None = None) -> Generator:
+    """A teacher (default: its N steps and own guidance) or a distilled student (default 4 steps on its
+    own schedule; guidance is distilled into it, so a guidance scale is refused)."""
+    if is_student_checkpoint(path):
+        if guidance_scale is not None:
+            raise UserError("guidance is distilled into a student; --guidance-scale applies to teachers only.")
+        module, _ = student_module_from_checkpoint(path)
+        indices = module.sampling_indices(steps or module.hparams.val_steps)
+        sigmas = sigma_at(torch.tensor([*indices, CLEAN_INDEX]), module.student.num_steps, module.student.shift)
+        return Generator(module.student, sigmas, 1.0, "student")
+    teacher = load_teacher(path)
+    scale = teacher.guidance_scale if guidance_scale is None else guidance_scale
+    return Generator(teacher, teacher_sigmas(steps or teacher.num_steps, teacher.shift), scale, "teacher")

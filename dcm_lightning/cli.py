@@ -20,10 +20,11 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
 def _tools() -> dict[str, tuple[str, Callable[[Sequence[str]], None]]]:
     # Imported lazily so that `fit` does not pay for the tools' imports and vice versa.
-    from dcm_lightning.tools import export, sample, teacher_eval
+    from dcm_lightning.tools import cache, export, sample, teacher_eval
 
     return {
         "sample": ("generate videos (mp4 + png frame grid) from prompts", sample.main),
+        "cache": ("build, resume or repair the teacher-trajectory cache of a distillation config", cache.main),
         "export": ("turn a training checkpoint into a self-contained pretrained folder", export.main),
         "teacher-eval": ("oracle attribute accuracies of a teacher's samples on a prompt suite", teacher_eval.main),
     }
@@ -44,6 +45,7 @@ tools:
 
 examples:
   python -m dcm_lightning fit --config configs/teacher_tiny.yaml
+  python -m dcm_lightning fit --config configs/seme_tiny.yaml
   python -m dcm_lightning sample --prompt "a striped red triangle moving left" --steps 50
 """
 
@@ -51,7 +53,7 @@ examples:
 class DCMLightningCLI(LightningCLI):
     """LightningCLI whose model and data classes come from the config's ``class_path``."""
 
-    def __init__(self, args: Sequence[str] | None) -> None:
+    def __init__(self, args: Sequence[str] | None, run: bool = True) -> None:
         super().__init__(
             model_class=L.LightningModule,
             datamodule_class=L.LightningDataModule,
@@ -59,6 +61,7 @@ class DCMLightningCLI(LightningCLI):
             subclass_mode_data=True,
             args=None if args is None else list(args),
             save_config_kwargs={"overwrite": True},
+            run=run,
         )
 
 

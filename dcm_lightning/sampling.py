@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from dcm_lightning.diffusion import ddim_jump
+from dcm_lightning.diffusion import ddim_jump, sigma_at
+from dcm_lightning.diffusion.phases import CLEAN_INDEX
 from dcm_lightning.teachers.base import VideoTeacher
 
 
@@ -50,6 +51,17 @@ def sample_teacher(
     """The teacher's sample: the last state of ``teacher_trajectory``."""
     *_, sample = teacher_trajectory(teacher, noise, condition, sigmas, guidance_scale, progress)
     return sample
+
+
+def sample_few_step(
+    student: VideoTeacher, noise: Tensor, condition: Any, indices: Sequence[int], progress: bool = False
+) -> Tensor:
+    """A consistency student's sample: deterministic jumps through the grid points ``indices``
+    (descending, the first at σ = 1), then to σ = 0. Guidance is distilled into the student, so each
+    step is one conditional forward."""
+    levels = torch.tensor([*indices, CLEAN_INDEX])
+    sigmas = sigma_at(levels, student.num_steps, student.shift)
+    return sample_teacher(student, noise, condition, sigmas, guidance_scale=1.0, progress=progress)
 
 
 def seeded_noise(seeds: list[int], shape: tuple[int, ...]) -> Tensor:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
@@ -156,6 +157,7 @@ class TrajectoryCache:
         self.folder = Path(folder)
         self.spec = spec
         self._manifest: dict | None = None  # read once; shard loads happen on the training hot path
+        self._open_shards: dict[int, object] = {}  # verified shards, memory-mapped for sample reads
 
     def shard_path(self, shard: int) -> Path:
         return self.folder / f"shard-{shard:05d}.safetensors"
@@ -262,21 +264,41 @@ class TrajectoryCache:
 
     # ---- reading ---------------------------------------------------------------------------
 
-    def load_shard(self, shard: int) -> dict[str, Tensor]:
-        """A shard's tensors, after checking its checksum against the manifest."""
+    def verify_shard(self, shard: int) -> Path:
+        """Check a shard's checksum against the manifest; a mismatch names the shard and the fix."""
         if self._manifest is None:
             self._manifest = json.loads((self.folder / MANIFEST).read_text())
         path = self.shard_path(shard)
         expected = self._manifest["shards"][path.name]["sha256"]
         if not path.is_file() or sha256_file(path) != expected:
             raise UserError(
-                f"cache shard {path} is missing or corrupt (checksum mismatch); remove it, its .json record "
-                f"and {MANIFEST}, then rerun the cache build: only that shard is regenerated."
+                f"cache shard {path} is missing or corrupt (checksum mismatch); rebuild just that shard with "
+                f"`python -m dcm_lightning cache --config <your config> --rebuild-shard {shard}`."
             )
-        return load_file(path)
+        return path
+
+    def load_shard(self, shard: int) -> dict[str, Tensor]:
+        """A shard's tensors, after checking its checksum against the manifest."""
+        return load_file(self.verify_shard(shard))
+
+    def read_sample(self, sample: int, indices: Sequence[int]) -> dict[str, Tensor]:
+        """One trajectory's states at grid ``indices`` (k c f h w, float32) and its prompt embedding,
+        read through a memory map: a shard is checksummed once, then only the needed states are read."""
+        shard, row = divmod(sample, self.spec.samples_per_shard)
+        if shard not in self._open_shards:
+            self._open_shards[shard] = safe_open(self.verify_shard(shard), framework="pt")
+        handle = self._open_shards[shard]
+        states = handle.get_slice("states")
+        positions = [self.spec.kept_indices.index(i) for i in indices]
+        return {
+            "states": torch.cat([states[row : row + 1, p] for p in positions]).float(),
+            "text_embeds": handle.get_slice("text_embeds")[row],
+            "text_mask": handle.get_slice("text_mask")[row].bool(),
+        }
 
     def invalidate_shard(self, shard: int) -> None:
         """Forget one shard (and the manifest) so that the next build regenerates only it."""
         for path in (self.folder / MANIFEST, self.record_path(shard), self.shard_path(shard)):
             path.unlink(missing_ok=True)
         self._manifest = None
+        self._open_shards.pop(shard, None)

@@ -4,6 +4,7 @@ from dcm_lightning.diffusion.grids import (
     boundary_sigma,
     grid_sigma,
     shifted_sigma,
+    sigma_at,
     teacher_sigmas,
     validate_boundary_index,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "ddim_jump",
     "grid_sigma",
     "shifted_sigma",
+    "sigma_at",
     "teacher_sigmas",
     "validate_boundary_index",
 ]

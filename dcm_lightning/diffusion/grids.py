@@ -20,6 +20,12 @@ def grid_sigma(index: int | Tensor, num_steps: int, shift: float) -> Tensor:
     return shifted_sigma((index + 1.0) / num_steps, shift)
 
 
+def sigma_at(indices: Tensor, num_steps: int, shift: float) -> Tensor:
+    """σ of paper grid indices (any shape), where index −1 is the appended clean level σ = 0."""
+    indices = torch.as_tensor(indices)
+    return torch.where(indices >= 0, grid_sigma(indices.clamp_min(0), num_steps, shift), 0.0)
+
+
 def teacher_sigmas(num_steps: int, shift: float) -> Tensor:
     """The N + 1 noise levels a teacher integrates over, descending: σ_{N−1} = 1, …, σ_0, 0.
 

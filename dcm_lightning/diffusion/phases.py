@@ -76,3 +76,19 @@ def phase_start_indices(segment: Segment) -> list[int]:
     """The P-step schedule of a phased student: it starts each phase where the previous one ended."""
     ends = segment.phase_ends()
     return [segment.last, *reversed(ends[1:])]
+
+
+def phased_step_indices(segment: Segment, num_steps: int) -> list[int]:
+    """A single-model student's schedule: one step per phase when the step count equals P (PCM's
+    sampler), otherwise uniform strides over the segment (LCM's multistep sampler, made deterministic)."""
+    if num_steps == segment.num_phases:
+        return phase_start_indices(segment)
+    return uniform_step_indices(segment, num_steps)
+
+
+def dual_expert_step_indices(kappa: int, grid_steps: int, semantic_steps: int, detail_steps: int) -> list[int]:
+    """DCM's schedule: uniform within each expert's range, semantic steps first (DESIGN.md §2
+    "Sampling"; official Hunyuan 2 + 2 at κ = 37 visits indices 49, 43 | 37, 18, then σ = 0)."""
+    return uniform_step_indices(semantic_segment(kappa, grid_steps), semantic_steps) + uniform_step_indices(
+        detail_segment(kappa, grid_steps), detail_steps
+    )

@@ -8,12 +8,11 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from dcm_lightning.data.moving_shapes import MovingShapesSpec, MovingShapesTextEncoder, parse_prompt
+from dcm_lightning.data.moving_shapes import MovingShapesSpec, MovingShapesTextEncoder
 from dcm_lightning.data.moving_shapes.render import spec_from_dict
 from dcm_lightning.diffusion import shifted_sigma, teacher_sigmas
-from dcm_lightning.evaluation.oracle_accuracy import oracle_accuracy
+from dcm_lightning.evaluation.sample_check import log_sample_check
 from dcm_lightning.losses import denoising_loss
-from dcm_lightning.media import frame_grid
 from dcm_lightning.networks.ema import ExponentialMovingAverage
 from dcm_lightning.networks.tiny_dit import TinyVideoDiT, tiny_dit_config
 from dcm_lightning.randomness import run_seed, step_generator
@@ -113,11 +112,7 @@ class TeacherModule(L.LightningModule):
         condition = teacher.encode_prompts(batch["prompt"])
         sigmas = teacher_sigmas(self.hparams.val_sample_steps, self.hparams.shift)
         videos = teacher.decode(sample_teacher(teacher, noise, condition, sigmas))
-        scores = oracle_accuracy(videos, [parse_prompt(p) for p in batch["prompt"]], self.spec)
-        self.log_dict({f"val/{k}": v for k, v in scores.items()}, batch_size=len(videos))
-        experiment = getattr(self.logger, "experiment", None)
-        if batch_idx == 0 and hasattr(experiment, "add_image"):
-            experiment.add_image("val/samples", frame_grid(videos[:8], upscale=2), self.global_step)
+        log_sample_check(self, videos, batch["prompt"], self.spec, batch_idx)
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(

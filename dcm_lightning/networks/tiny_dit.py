@@ -31,6 +31,10 @@ class TinyDiTConfig:
     mlp_ratio: float = 4.0
     text_dim: int = 64
     frequency_dim: int = 256
+    # Channels of the pixel-resolution output head (0: plain linear unpatchify). The last layer maps each
+    # token to this many channels per pixel and a 3×3×3 convolution mixes them across patch seams, as
+    # in U-ViT's output conv: a linear unpatchify alone leaves ragged 4×4 edges on small shapes.
+    refine_channels: int = 16
 
     def __post_init__(self) -> None:
         if self.width % self.num_heads:
@@ -199,6 +203,7 @@ class TinyVideoDiT(nn.Module):
         self.config = config
         pt, ph, pw = config.patch_size
         patch_dim = config.in_channels * pt * ph * pw
+        out_channels = config.refine_channels or config.in_channels
         self.patch_embed = nn.Linear(patch_dim, config.width)
         self.time_embedder = MLPEmbedder(config.frequency_dim, config.width)
         self.pooled_text_embedder = MLPEmbedder(config.text_dim, config.width)
@@ -208,7 +213,12 @@ class TinyVideoDiT(nn.Module):
         )
         self.norm_out = nn.LayerNorm(config.width, elementwise_affine=False, eps=1e-6)
         self.norm_out_modulation = nn.Sequential(nn.SiLU(), nn.Linear(config.width, 2 * config.width))
-        self.proj_out = nn.Linear(config.width, patch_dim)
+        self.proj_out = nn.Linear(config.width, out_channels * pt * ph * pw)
+        self.refine = (
+            nn.Sequential(nn.SiLU(), nn.Conv3d(out_channels, config.in_channels, kernel_size=3, padding=1))
+            if config.refine_channels
+            else nn.Identity()
+        )
         self.gradient_checkpointing = False
         self._init_weights()
 
@@ -224,6 +234,8 @@ class TinyVideoDiT(nn.Module):
         for layer in (self.norm_out_modulation[-1], self.proj_out):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
+        if self.config.refine_channels:  # the conv keeps its random weights so proj_out gets gradient
+            nn.init.zeros_(self.refine[-1].bias)
 
     def check_input_shape(self, shape: Sequence[int]) -> None:
         """Refuse a video the patch size does not tile, before any compute."""
@@ -288,4 +300,5 @@ class TinyVideoDiT(nn.Module):
             ph=ph,
             pw=pw,
         )
+        v = self.refine(v)
         return (v, features) if feature_blocks else v

@@ -6,6 +6,7 @@ clip geometry, provenance) and ``model.safetensors``.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from collections.abc import Sequence
@@ -97,6 +98,13 @@ class TinyTeacher(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.network.parameters()).device
+
+    def student_copy(self) -> TinyTeacher:
+        """A trainable copy to distill into: same weights, guidance distilled (scale 1, one forward)."""
+        student = copy.deepcopy(self)
+        student.guidance_scale = 1.0
+        student.requires_grad_(True).train()
+        return student
 
     # ---- persistence -----------------------------------------------------------------------
 

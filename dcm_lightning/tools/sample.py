@@ -12,9 +12,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from dcm_lightning.checkpoints import load_teacher
+from dcm_lightning.checkpoints import load_generator
 from dcm_lightning.data.moving_shapes import parse_prompt
-from dcm_lightning.diffusion import teacher_sigmas
 from dcm_lightning.errors import UserError
 from dcm_lightning.media import write_mp4, write_png_grid
 from dcm_lightning.sampling import sample_teacher, seeded_noise
@@ -29,13 +28,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--checkpoint",
         default=None,
-        help="a pretrained teacher folder (config.json + model.safetensors) or a TeacherModule .ckpt; "
-        "default: the tiny teacher shipped with the package",
+        help="a pretrained teacher folder (config.json + model.safetensors), a TeacherModule .ckpt, or a "
+        "distilled student .ckpt (SemE, LCM, PCM); default: the tiny teacher shipped with the package",
     )
     parser.add_argument("--prompt", action="append", required=True, help="a prompt; repeat for several")
-    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's own, 50)")
     parser.add_argument(
-        "--guidance-scale", type=float, default=None, help="classifier-free guidance (default: the model's)"
+        "--steps", type=int, default=None, help="sampling steps (default: a teacher's N = 50, a student's 4)"
+    )
+    parser.add_argument(
+        "--guidance-scale", type=float, default=None, help="classifier-free guidance of a teacher (default: its own)"
     )
     parser.add_argument("--seed", type=int, default=0, help="noise seed of the first video (default 0)")
     parser.add_argument("--num-seeds", type=int, default=1, help="videos per prompt, seeds seed..seed+n-1 (default 1)")
@@ -57,20 +58,20 @@ def main(argv: Sequence[str]) -> None:
         raise UserError(f"--steps must be at least 1, got {args.steps}.")
     if args.num_seeds < 1:
         raise UserError(f"--num-seeds must be at least 1, got {args.num_seeds}.")
-    teacher = load_teacher(args.checkpoint)
-    steps = args.steps or teacher.num_steps
-    sigmas = teacher_sigmas(steps, teacher.shift)
+    generator = load_generator(args.checkpoint, args.steps, args.guidance_scale)
+    model, steps = generator.model, generator.steps
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
     jobs = [(prompt, args.seed + k) for prompt in args.prompt for k in range(args.num_seeds)]
     videos, records = [], []
-    for prompt, seed in tqdm(jobs, desc=f"sampling {steps} steps", unit="video"):
-        noise = seeded_noise([seed], teacher.latent_shape())
+    for prompt, seed in tqdm(jobs, desc=f"{generator.kind} sampling, {steps} steps", unit="video"):
+        noise = seeded_noise([seed], model.latent_shape())
         start = time.perf_counter()
-        latents = sample_teacher(teacher, noise, teacher.encode_prompts([prompt]), sigmas, args.guidance_scale)
+        condition = model.encode_prompts([prompt])
+        latents = sample_teacher(model, noise, condition, generator.sigmas, generator.guidance_scale)
         seconds = time.perf_counter() - start
-        video = teacher.decode(latents)[0]
+        video = model.decode(latents)[0]
         path = out / f"{slug(prompt)}-{seed}.mp4"
         write_mp4(path, video, fps=args.fps)
         videos.append(video)

@@ -61,3 +61,13 @@ def prompt_suite(num_prompts: int, seeds_per_prompt: int, base_seed: int) -> lis
         for p, attributes in enumerate(chosen)
         for s in range(seeds_per_prompt)
     ]
+
+
+def training_suite(num_cases: int, base_seed: int) -> list[PromptCase]:
+    """Prompts (with the seeds of their initial noise) for distillation: every attribute combination
+    in turn, in an order seeded by ``base_seed``, each case with its own noise seed."""
+    if num_cases < 1:
+        raise ValueError("num_cases must be at least 1")
+    combos = all_attributes()
+    order = torch.randperm(len(combos), generator=torch.Generator().manual_seed(base_seed)).tolist()
+    return [PromptCase(combos[order[i % len(combos)]], clip_seed(base_seed, i)) for i in range(num_cases)]

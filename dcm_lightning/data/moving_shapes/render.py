@@ -20,8 +20,8 @@ class MovingShapesSpec:
     frames: int = 8
     height: int = 32
     width: int = 32
-    shape_size: tuple[float, float] = (10.0, 13.0)  # bounding-box side, drawn per clip
-    speed: tuple[float, float] = (1.0, 2.0)  # pixels per frame, drawn per clip
+    shape_size: tuple[float, float] = (14.0, 18.0)  # bounding-box side, drawn per clip
+    speed: tuple[float, float] = (0.75, 1.5)  # pixels per frame, drawn per clip
     stripe_period: float = 4.0  # the fine pattern: diagonal stripes of this period
     stripe_darkness: float = 0.4  # dark stripes are the base color times this
     background: tuple[float, float, float] = (0.06, 0.06, 0.06)

@@ -1,0 +1,73 @@
+"""Pre-encoded training data: a folder of safetensors parts with data latents and prompt embeddings.
+
+The official DCM recipe trains on VAE latents of real videos and T5/LLM embeddings of their
+captions, encoded once beforehand. A part holds ``latents`` (n c f h w), ``text_embeds`` (n l d) and
+``text_mask`` (n l, uint8). For the tiny tier the "real videos" are rendered MovingShapes clips
+(pixels are the latents) and the embeddings come from the frozen MovingShapes text encoder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from dcm_lightning.data.moving_shapes.datasets import MovingShapesClips
+from dcm_lightning.errors import UserError
+
+PART_SIZE = 256
+
+
+class LatentFolder:
+    """Random access to the samples of every ``part-*.safetensors`` in a folder (memory-mapped)."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        paths = sorted(self.folder.glob("part-*.safetensors"))
+        if not paths:
+            raise UserError(f"{self.folder} holds no pre-encoded latents (part-*.safetensors files).")
+        self.parts = [safe_open(path, framework="pt") for path in paths]
+        self.sizes = [part.get_slice("latents").get_shape()[0] for part in self.parts]
+
+    def __len__(self) -> int:
+        return sum(self.sizes)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        for part, size in zip(self.parts, self.sizes, strict=True):
+            if index < size:
+                return {
+                    "latents": part.get_slice("latents")[index].float(),
+                    "text_embeds": part.get_slice("text_embeds")[index].float(),
+                    "text_mask": part.get_slice("text_mask")[index].bool(),
+                }
+            index -= size
+        raise IndexError(index)
+
+
+def write_moving_shapes_latents(folder: str | Path, num_clips: int, seed: int, teacher) -> None:
+    """Render ``num_clips`` MovingShapes clips (in [−1, 1]) with their prompt embeddings into
+    ``folder``; each part is written under a temporary name and renamed, so the folder is complete
+    exactly when it exists under its own name."""
+    folder = Path(folder)
+    if not hasattr(teacher, "text_encoder") or not hasattr(teacher, "spec"):
+        raise UserError("only the tiny MovingShapes teacher can render its own latents; point latents_dir at yours.")
+    building = folder.with_name(f".{folder.name}.building-{os.getpid()}")
+    building.mkdir(parents=True, exist_ok=True)
+    clips = MovingShapesClips(num_clips, seed, teacher.spec)
+    for part, first in enumerate(tqdm(range(0, num_clips, PART_SIZE), desc="rendering latents", unit="part")):
+        items = [clips[i] for i in range(first, min(first + PART_SIZE, num_clips))]
+        condition = teacher.text_encoder.encode([item["prompt"] for item in items])
+        save_file(
+            {
+                "latents": torch.stack([item["video"] for item in items]).contiguous(),
+                "text_embeds": condition.embeds.contiguous(),
+                "text_mask": condition.mask.to(torch.uint8).contiguous(),
+            },
+            building / f"part-{part:05d}.safetensors",
+        )
+    os.replace(building, folder)

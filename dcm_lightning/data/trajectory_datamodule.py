@@ -1,0 +1,278 @@
+"""TrajectoryDataModule: the distillation batches, from cached teacher trajectories or from data latents.
+
+One batch format for both sources, per sample: ``x_n`` (c f h w) at grid index ``index`` = n, the
+prompt's ``text_embeds`` / ``text_mask``, and — from the cache only — the teacher's next state
+``x_prev`` at n − 1. Without ``x_prev`` the module takes that teacher step online.
+
+Which n a sample is drawn at is the student's business (κ lives in the model config): the data
+module asks the LightningModule for its ``training_indices()`` and for its ``teacher``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Literal, Protocol
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from dcm_lightning.data.latent_folder import LatentFolder, write_moving_shapes_latents
+from dcm_lightning.data.moving_shapes.datasets import prompt_suite, training_suite
+from dcm_lightning.data.moving_shapes.render import clip_seed
+from dcm_lightning.data.moving_shapes_datamodule import PromptCases
+from dcm_lightning.data.trajectory_cache import TrajectoryCache, cache_spec
+from dcm_lightning.diffusion import sigma_at
+from dcm_lightning.diffusion.phases import CLEAN_INDEX
+from dcm_lightning.errors import UserError
+from dcm_lightning.teachers.base import VideoTeacher
+
+STREAM_LENGTH = 1 << 40  # items of the endless, deterministic training stream
+
+
+class TrajectoryConsumer(Protocol):
+    """What the data module needs from the LightningModule it feeds."""
+
+    teacher: VideoTeacher
+
+    def training_indices(self) -> list[int]: ...
+
+
+def draw_index(indices: list[int], seed: int, item: int) -> int:
+    """The grid index item ``item`` of the stream is trained at (uniform over the student's indices)."""
+    generator = torch.Generator().manual_seed(clip_seed(seed, item))
+    return indices[int(torch.randint(len(indices), (1,), generator=generator))]
+
+
+class EpochOrder:
+    """Sample order of each pass over ``num_samples`` items: shards in random order, samples shuffled
+    within each shard, so a pass reads each shard once. Seeded by (seed, epoch)."""
+
+    def __init__(self, num_samples: int, block: int, seed: int) -> None:
+        self.num_samples, self.block, self.seed = num_samples, block, seed
+        self._epoch, self._order = -1, []
+
+    def sample(self, item: int) -> int:
+        epoch, offset = divmod(item, self.num_samples)
+        if epoch != self._epoch:
+            generator = torch.Generator().manual_seed(clip_seed(self.seed + 1, epoch))
+            starts = list(range(0, self.num_samples, self.block))
+            order = []
+            for b in torch.randperm(len(starts), generator=generator).tolist():
+                size = min(self.block, self.num_samples - starts[b])
+                order += [starts[b] + i for i in torch.randperm(size, generator=generator).tolist()]
+            self._epoch, self._order = epoch, order
+        return self._order[offset]
+
+
+class CachedPairs(Dataset):
+    """Item k: a cached trajectory's state at n and at n − 1 (the teacher step), n drawn from k."""
+
+    def __init__(self, cache: TrajectoryCache, indices: list[int], seed: int) -> None:
+        self.cache, self.indices, self.seed = cache, indices, seed
+        self.order = EpochOrder(cache.spec.num_samples, cache.spec.samples_per_shard, seed)
+
+    def __len__(self) -> int:
+        return STREAM_LENGTH
+
+    def __getitem__(self, item: int) -> dict:
+        n = draw_index(self.indices, self.seed, item)
+        read = self.cache.read_sample(self.order.sample(item), [n, n - 1])
+        x_n, x_prev = read["states"]
+        return {
+            "x_n": x_n,
+            "x_prev": x_prev,
+            "index": n,
+            "text_embeds": read["text_embeds"],
+            "text_mask": read["text_mask"],
+        }
+
+
+class NoisedLatents(Dataset):
+    """Item k: a data latent noised to grid point n, x_n = a_n·x0 + b_n·ε (the official recipe)."""
+
+    def __init__(self, latents: LatentFolder, indices: list[int], seed: int, teacher: VideoTeacher) -> None:
+        self.latents, self.indices, self.seed = latents, indices, seed
+        self.parameterization, self.num_steps, self.shift = teacher.parameterization, teacher.num_steps, teacher.shift
+        self.order = EpochOrder(len(latents), len(latents), seed)
+
+    def __len__(self) -> int:
+        return STREAM_LENGTH
+
+    def __getitem__(self, item: int) -> dict:
+        n = draw_index(self.indices, self.seed, item)
+        sample = self.latents[self.order.sample(item)]
+        x0 = sample["latents"]  # c f h w
+        eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(clip_seed(self.seed + 2, item)))
+        a, b = self.parameterization.coefficients(sigma_at(torch.tensor(n), self.num_steps, self.shift).float())
+        return {
+            "x_n": a * x0 + b * eps,
+            "index": n,
+            "text_embeds": sample["text_embeds"],
+            "text_mask": sample["text_mask"],
+        }
+
+
+class TrajectoryDataModule(L.LightningDataModule):
+    """Distillation data (DESIGN.md §3 "TrajectoryDataModule").
+
+    Args:
+        source: "cache" — the teacher's ODE trajectories from prompts, cached on disk and reused by every
+            run, stage and baseline with the same teacher and grid; "latents" — pre-encoded data latents
+            and prompt embeddings, noised to a grid point, with the teacher step taken online.
+        cache_dir: the trajectory cache folder; built (or its build resumed) when missing.
+        num_trajectories: (prompt, noise seed) pairs in the cache.
+        prompt_seed: picks the cached prompts and noise seeds.
+        kept_indices: grid indices whose states the cache keeps (−1 is the clean sample); None keeps all
+            N + 1, which serves every expert and baseline. Training needs each drawn n and n − 1.
+        cache_dtype: storage dtype of cached states ("float32", "bfloat16", "float16").
+        samples_per_shard: trajectories per cache shard (the unit of resume, checksum and rebuild).
+        build_batch_size: trajectories generated together while building the cache.
+        latents_dir: folder of pre-encoded latents for source "latents"; for the tiny teacher it is
+            filled with rendered MovingShapes clips when missing.
+        num_latents: clips rendered into a missing ``latents_dir``.
+        batch_size: samples per training step.
+        seed: draws the grid index and order of every training item (and the noise of source "latents").
+        num_val_prompts: prompts sampled with the student at each validation (one seed each).
+        num_workers: DataLoader worker processes.
+    """
+
+    def __init__(
+        self,
+        source: Literal["cache", "latents"] = "cache",
+        cache_dir: str = "runs/cache/tiny_teacher",
+        num_trajectories: int = 256,
+        prompt_seed: int = 7,
+        kept_indices: list[int] | None = None,
+        cache_dtype: str = "float32",
+        samples_per_shard: int = 32,
+        build_batch_size: int = 32,
+        latents_dir: str = "runs/latents/moving_shapes",
+        num_latents: int = 1024,
+        batch_size: int = 16,
+        seed: int = 0,
+        num_val_prompts: int = 16,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        if source not in ("cache", "latents"):
+            raise UserError(f"source must be 'cache' or 'latents', got {source!r}.")
+        self.source = source
+        self.cache_dir = Path(cache_dir)
+        self.num_trajectories = num_trajectories
+        self.prompt_seed = prompt_seed
+        self.kept_indices = kept_indices
+        self.cache_dtype = cache_dtype
+        self.samples_per_shard = samples_per_shard
+        self.build_batch_size = build_batch_size
+        self.latents_dir = Path(latents_dir)
+        self.num_latents = num_latents
+        self.batch_size = batch_size
+        self.seed = seed
+        self.num_val_prompts = num_val_prompts
+        self.num_workers = num_workers
+        self.cache: TrajectoryCache | None = None
+        self.latents: LatentFolder | None = None
+
+    # ---- the cache -----------------------------------------------------------------------------
+
+    def trajectory_cache(self, consumer: TrajectoryConsumer) -> TrajectoryCache:
+        """The cache this configuration and ``consumer``'s teacher call for (not yet built)."""
+        teacher = consumer.teacher
+        kept = self.kept_indices
+        if kept is None:
+            kept = list(range(teacher.num_steps - 1, CLEAN_INDEX - 1, -1))
+        needed = {i for n in consumer.training_indices() for i in (n, n - 1)}
+        missing = sorted(needed - set(kept), reverse=True)
+        if missing:
+            raise UserError(
+                f"kept_indices lacks grid indices {missing} that this student trains on (each n and n − 1); "
+                "add them or set kept_indices: null to keep every state."
+            )
+        cases = training_suite(self.num_trajectories, self.prompt_seed)
+        spec = cache_spec(teacher, cases, kept, self.cache_dtype, self.samples_per_shard)
+        return TrajectoryCache(self.cache_dir, spec)
+
+    def prepare_cache(
+        self, consumer: TrajectoryConsumer, rank: int = 0, world_size: int = 1, barrier=lambda: None
+    ) -> TrajectoryCache:
+        """Reuse the cache when it is complete and matches; otherwise build (or resume) it, this rank
+        generating its share of the shards, and finalize it on rank 0."""
+        cache = self.trajectory_cache(consumer)
+        if cache.is_complete():
+            rank_zero_info(
+                f"Reusing trajectory cache {cache.folder} ({cache.spec.num_samples} trajectories, "
+                f"{len(cache.spec.kept_indices)} states each): the teacher runs no forward pass for them."
+            )
+            return cache
+        start = time.perf_counter()
+        cases = training_suite(self.num_trajectories, self.prompt_seed)
+        built = cache.build(consumer.teacher, cases, self.build_batch_size, rank, world_size)
+        barrier()
+        if rank == 0:
+            cache.finalize()
+        barrier()
+        rank_zero_info(
+            f"Built trajectory cache {cache.folder}: {len(built)} of {cache.spec.num_shards} shards on this rank "
+            f"in {time.perf_counter() - start:.0f} s ({cache.spec.num_samples} trajectories in all)."
+        )
+        return cache
+
+    # ---- Lightning hooks -----------------------------------------------------------------------
+
+    def setup(self, stage: str) -> None:
+        consumer = self.trainer.lightning_module
+        if stage != "fit":
+            return
+        strategy = self.trainer.strategy
+        if self.source == "cache":
+            self.cache = self.prepare_cache(consumer, strategy.global_rank, strategy.world_size, strategy.barrier)
+        else:
+            if strategy.global_rank == 0 and not self.latents_dir.exists():
+                write_moving_shapes_latents(self.latents_dir, self.num_latents, self.prompt_seed, consumer.teacher)
+            strategy.barrier()
+            self.latents = LatentFolder(self.latents_dir)
+
+    def train_dataloader(self) -> DataLoader:
+        consumer = self.trainer.lightning_module
+        indices = consumer.training_indices()
+        if self.source == "cache":
+            dataset = CachedPairs(self.cache, indices, self.seed)
+        else:
+            dataset = NoisedLatents(self.latents, indices, self.seed, consumer.teacher)
+        # Item k of the stream is the same in every run; a resumed run continues after the last item
+        # trained on (Lightning restores the step counter before it asks for dataloaders).
+        trainer = self.trainer
+        strategy = trainer.strategy
+        per_step = trainer.accumulate_grad_batches * self.batch_size * strategy.world_size
+        start = trainer.global_step * per_step + strategy.global_rank * self.batch_size
+        rank_items = _RankInterleaved(range(start, STREAM_LENGTH), self.batch_size, strategy.world_size)
+        return DataLoader(
+            Subset(dataset, rank_items),
+            batch_size=self.batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
+            drop_last=True,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        cases = prompt_suite(self.num_val_prompts, 1, base_seed=self.seed + 1)
+        return DataLoader(PromptCases(cases), batch_size=self.num_val_prompts)
+
+
+class _RankInterleaved:
+    """Items of one rank: ranks take turns batch by batch along the stream, so every step of a
+    multi-process run consumes a contiguous stretch of it, whatever the number of ranks."""
+
+    def __init__(self, items: range, batch_size: int, world_size: int) -> None:
+        self.items, self.batch_size, self.world_size = items, batch_size, world_size
+
+    def __len__(self) -> int:
+        return len(self.items) // self.world_size
+
+    def __getitem__(self, position: int) -> int:
+        step, offset = divmod(position, self.batch_size)
+        return self.items[step * self.batch_size * self.world_size + offset]

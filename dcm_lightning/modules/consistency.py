@@ -1,0 +1,231 @@
+"""Phased consistency distillation of a single-model student (DESIGN.md §2).
+
+``ConsistencyDistillationModule`` holds what every single-model student shares: the frozen teacher,
+the student initialized from it, the stop-gradient target network, the pseudo-Huber and temporal
+coherence losses, AdamW and the validation samples. Its subclasses only say which grid points the
+student owns and how it samples: ``SemEModule`` (DCM's semantic expert on (σ_b, 1]) and
+``PhasedConsistencyModule`` (the LCM / PCM baselines over the whole trajectory).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from dcm_lightning.checkpoints import MODULE_KEY, load_teacher
+from dcm_lightning.data.moving_shapes import TextCondition
+from dcm_lightning.data.trajectory_cache import module_fingerprint
+from dcm_lightning.diffusion import sigma_at
+from dcm_lightning.diffusion.consistency import Denoiser, consistency_target, jump
+from dcm_lightning.diffusion.phases import (
+    Segment,
+    dual_expert_step_indices,
+    phased_step_indices,
+    semantic_segment,
+    whole_trajectory,
+)
+from dcm_lightning.errors import UserError
+from dcm_lightning.evaluation.sample_check import log_sample_check
+from dcm_lightning.losses import pseudo_huber, temporal_coherence
+from dcm_lightning.networks.ema import ExponentialMovingAverage
+from dcm_lightning.sampling import sample_few_step, seeded_noise
+from dcm_lightning.teachers.base import VideoTeacher
+
+TEACHER_PREFIX = "teacher."
+
+
+def denoiser(model: VideoTeacher, condition: TextCondition, guidance_scale: float | None = None) -> Denoiser:
+    """The (x, σ) → (x̂0, ε̂) view of a teacher adapter (or of a student, which is one)."""
+
+    def denoise(x: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor]:
+        prediction = model.predict(x, sigma, condition, guidance_scale=guidance_scale)
+        return prediction.x0, prediction.eps
+
+    return denoise
+
+
+class ConsistencyDistillationModule(L.LightningModule):
+    """A student distilled from a teacher's ODE with the phased consistency target.
+
+    Each training batch holds, per sample, a state ``x_n`` at grid index ``n`` (drawn by the data module
+    from ``training_indices()``) and the teacher's next state ``x_prev`` at index n − 1; without
+    ``x_prev`` (the pre-encoded latent source) the module takes that teacher step itself.
+
+    Args:
+        teacher: a pretrained teacher folder or TeacherModule ``.ckpt``; None is the shipped tiny teacher.
+        target_network: "online" — the student itself without gradient (official DCM code); "ema" — an
+            exponential moving average of the student.
+        target_ema_decay: decay of the "ema" target network.
+        huber_c: c of the pseudo-Huber consistency loss.
+        tc_lag: lag l (latent frames) of the temporal coherence loss.
+        tc_weight: weight of the temporal coherence loss; 0 turns it off.
+        learning_rate, weight_decay, betas: AdamW over the student (clipping: ``trainer.gradient_clip_val``).
+        val_steps: sampling steps of the student's validation samples.
+    """
+
+    def __init__(
+        self,
+        teacher: str | None = None,
+        target_network: Literal["online", "ema"] = "online",
+        target_ema_decay: float = 0.95,
+        huber_c: float = 1e-3,
+        tc_lag: int = 3,
+        tc_weight: float = 0.0,
+        learning_rate: float = 1e-5,
+        weight_decay: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        val_steps: int = 4,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if target_network not in ("online", "ema"):
+            raise UserError(f"target_network must be 'online' or 'ema', got {target_network!r}.")
+        self.teacher = load_teacher(teacher)
+        self.teacher.requires_grad_(False).eval()
+        self.student = self.teacher.student_copy()
+        self.target_ema = ExponentialMovingAverage(self.student, target_ema_decay) if target_network == "ema" else None
+        self.segment = self.training_segment()
+        self.teacher_fingerprint = module_fingerprint(self.teacher.network)
+
+    # ---- what a subclass says ----------------------------------------------------------------
+
+    def training_segment(self) -> Segment:
+        """The grid points this student is trained on and where each phase ends."""
+        raise NotImplementedError
+
+    def sampling_indices(self, num_steps: int) -> list[int]:
+        """The grid indices a ``num_steps`` sampler of this student visits (then σ = 0)."""
+        raise NotImplementedError
+
+    def training_indices(self) -> list[int]:
+        """Grid indices n the data module draws training states at; each needs the state at n − 1 too."""
+        return list(self.segment.sample_indices())
+
+    # ---- training ----------------------------------------------------------------------------
+
+    def sigma(self, indices: Tensor) -> Tensor:
+        return sigma_at(indices, self.teacher.num_steps, self.teacher.shift).to(self.device, torch.float32)
+
+    def teacher_step(self, x_n: Tensor, sigma_n: Tensor, sigma_prev: Tensor, condition: TextCondition) -> Tensor:
+        """One online teacher step x_n → x_{n−1} (with the teacher's guidance)."""
+        return jump(denoiser(self.teacher, condition), self.teacher.parameterization, x_n, sigma_n, sigma_prev)
+
+    def consistency_losses(self, batch: dict) -> dict[str, Tensor]:
+        """DESIGN.md §2: student x̂_e = jump(x_n, σ_n → σ_e); target y = jump(x_{n−1}, σ_{n−1} → σ_e)
+        with the stop-gradient target network; pseudo-Huber(x̂_e, y) + w·L_TC(x̂_e, y)."""
+        x_n = batch["x_n"]  # b c f h w
+        index = batch["index"]  # (b,) grid indices n
+        condition = TextCondition(batch["text_embeds"], batch["text_mask"].bool())
+        phase_end = torch.tensor([self.segment.phase_end(int(n)) for n in index])
+        sigma_n, sigma_prev, sigma_end = self.sigma(index.cpu()), self.sigma(index.cpu() - 1), self.sigma(phase_end)
+        x_prev = batch.get("x_prev")
+        if x_prev is None:
+            x_prev = self.teacher_step(x_n, sigma_n, sigma_prev, condition)
+        parameterization = self.teacher.parameterization
+        student_end = jump(denoiser(self.student, condition), parameterization, x_n, sigma_n, sigma_end)
+        target_model = self.student if self.target_ema is None else self.target_ema.average
+        target = consistency_target(denoiser(target_model, condition), parameterization, x_prev, sigma_prev, sigma_end)
+        losses = {"huber": pseudo_huber(student_end, target, self.hparams.huber_c)}
+        losses["loss"] = losses["huber"]
+        if self.hparams.tc_weight:
+            losses["tc"] = temporal_coherence(student_end, target, self.hparams.tc_lag)
+            losses["loss"] = losses["loss"] + self.hparams.tc_weight * losses["tc"]
+        return losses
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        losses = self.consistency_losses(batch)
+        self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=True, batch_size=len(batch["index"]))
+        return losses["loss"]
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # Before the checkpoint callbacks run, so a resumed run continues from the same target.
+        if self.target_ema is not None:
+            self.target_ema.update(self.student)
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(
+            self.student.network.parameters(),
+            lr=self.hparams.learning_rate,
+            weight_decay=self.hparams.weight_decay,
+            betas=tuple(self.hparams.betas),
+        )
+
+    # ---- validation ----------------------------------------------------------------------------
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        noise = seeded_noise(batch["seed"].tolist(), self.student.latent_shape()).to(self.device)
+        condition = self.student.encode_prompts(batch["prompt"])
+        latents = sample_few_step(self.student, noise, condition, self.sampling_indices(self.hparams.val_steps))
+        log_sample_check(self, self.student.decode(latents), batch["prompt"], self.student.spec, batch_idx)
+
+    # ---- checkpoints: the student's weights, not the teacher's -----------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint["state_dict"]
+        for key in [k for k in state if k.startswith(TEACHER_PREFIX)]:
+            del state[key]
+        checkpoint["teacher_fingerprint"] = self.teacher_fingerprint
+        checkpoint[MODULE_KEY] = type(self).__name__
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if checkpoint.get("teacher_fingerprint") != self.teacher_fingerprint:
+            raise UserError(
+                "this checkpoint was distilled from another teacher than the one configured; "
+                "point `teacher` at the teacher it was trained from."
+            )
+        checkpoint["state_dict"].update({TEACHER_PREFIX + k: v for k, v in self.teacher.state_dict().items()})
+
+
+class SemEModule(ConsistencyDistillationModule):
+    """DCM's semantic expert: full-parameter student on (σ_b, 1] with temporal coherence.
+
+    Args:
+        boundary_index: κ, the expert boundary grid index (σ_b = σ_κ); also places the validation
+            sampler's 2 + 2 split.
+        num_phases: phases of the semantic segment (official DCM: 1).
+        tc_weight: weight of the temporal coherence loss (DCM: 1).
+    """
+
+    def __init__(self, boundary_index: int = 37, num_phases: int = 1, tc_weight: float = 1.0, **kwargs) -> None:
+        self.boundary_index = boundary_index
+        self.num_phases = num_phases
+        super().__init__(tc_weight=tc_weight, **kwargs)
+
+    def training_segment(self) -> Segment:
+        return semantic_segment(self.boundary_index, self.teacher.num_steps, self.num_phases)
+
+    def sampling_indices(self, num_steps: int) -> list[int]:
+        # DCM's split schedule; until a detail expert exists, this student also runs the detail steps.
+        if num_steps < 2:
+            raise UserError(f"a dual-expert schedule needs at least 2 steps (one per expert), got {num_steps}.")
+        semantic = num_steps // 2
+        return dual_expert_step_indices(self.boundary_index, self.teacher.num_steps, semantic, num_steps - semantic)
+
+
+class PhasedConsistencyModule(ConsistencyDistillationModule):
+    """The baselines: one student over the whole trajectory, ending at σ = 0 — LCM with
+    ``num_phases: 1``, PCM with ``num_phases: 4`` (one phase per sampling step).
+
+    Args:
+        num_phases: P, the phases the trajectory is split into.
+    """
+
+    def __init__(self, num_phases: int = 1, **kwargs) -> None:
+        self.num_phases = num_phases
+        super().__init__(**kwargs)
+
+    def training_segment(self) -> Segment:
+        return whole_trajectory(self.teacher.num_steps, self.num_phases)
+
+    def sampling_indices(self, num_steps: int) -> list[int]:
+        return phased_step_indices(self.segment, num_steps)
+
+
+def required_states(indices: Sequence[int]) -> list[int]:
+    """Grid indices a cache must keep to serve training at ``indices``: each n and n − 1."""
+    return sorted({i for n in indices for i in (n, n - 1)}, reverse=True)

@@ -1,0 +1,49 @@
+"""``python -m dcm_lightning cache``: build (or resume, or repair) a run's trajectory cache ahead of ``fit``."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from dcm_lightning.errors import UserError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m dcm_lightning cache",
+        description="Generate the teacher trajectories a distillation config trains on, into the config's "
+        "data.cache_dir (safetensors shards + manifest.json). An interrupted build resumes where it stopped; "
+        "a complete, matching cache is reused; `fit` builds it the same way when it is missing. Further "
+        "options override the config as in `fit`, e.g. --data.init_args.num_trajectories 512.",
+    )
+    parser.add_argument("--config", required=True, help="the distillation YAML (e.g. configs/seme_tiny.yaml)")
+    parser.add_argument(
+        "--rebuild-shard",
+        type=int,
+        action="append",
+        default=[],
+        metavar="K",
+        help="discard shard K (e.g. one reported corrupt) and regenerate only it; repeat for several",
+    )
+    return parser
+
+
+def main(argv: Sequence[str]) -> None:
+    from dcm_lightning.cli import DCMLightningCLI
+    from dcm_lightning.data.trajectory_datamodule import TrajectoryDataModule
+
+    args, overrides = build_parser().parse_known_args(argv)
+    cli = DCMLightningCLI(["--config", args.config, *overrides], run=False)
+    datamodule, model = cli.datamodule, cli.model
+    if not isinstance(datamodule, TrajectoryDataModule) or datamodule.source != "cache":
+        raise UserError(
+            f"{args.config} does not train from a trajectory cache (data: TrajectoryDataModule, source: cache)."
+        )
+    cache = datamodule.trajectory_cache(model)
+    for shard in args.rebuild_shard:
+        if not 0 <= shard < cache.spec.num_shards:
+            raise UserError(f"--rebuild-shard {shard} is outside 0..{cache.spec.num_shards - 1}.")
+        cache.invalidate_shard(shard)
+    cache = datamodule.prepare_cache(model)
+    spec = cache.spec
+    print(f"trajectory cache ready: {cache.folder} ({spec.num_samples} trajectories, {spec.num_shards} shards)")
