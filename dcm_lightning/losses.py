@@ -42,3 +42,29 @@ def temporal_coherence(prediction: Tensor, target: Tensor, lag: int) -> Tensor:
     predicted_motion = prediction[:, :, lag:] - prediction[:, :, :-lag]
     target_motion = target[:, :, lag:] - target[:, :, :-lag]
     return (predicted_motion - target_motion).square().mean()
+
+
+# ---- the detail expert's adversarial and feature-matching terms (DESIGN.md §2) ----------------------
+
+
+def hinge_discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """L_D = mean(relu(1 − D(real))) + mean(relu(1 + D(fake)))."""
+    return torch.relu(1.0 - real_logits).mean() + torch.relu(1.0 + fake_logits).mean()
+
+
+def hinge_generator_loss(fake_logits: Tensor) -> Tensor:
+    """The generator's hinge term: −mean(D(fake))."""
+    return -fake_logits.mean()
+
+
+def non_saturating_generator_loss(fake_logits: Tensor) -> Tensor:
+    """The non-saturating GAN term: mean(softplus(−D(fake))) = −mean(log σ(D(fake)))."""
+    return torch.nn.functional.softplus(-fake_logits).mean()
+
+
+def feature_matching(fake_features: list[Tensor], real_features: list[Tensor]) -> Tensor:
+    """λ_fm's term: mean over layers of ‖Ω_k(fake) − Ω_k(real)‖² (mean over elements)."""
+    if len(fake_features) != len(real_features) or not fake_features:
+        raise ValueError("feature matching needs the same non-empty list of layers for fake and real")
+    terms = [(f - r).square().mean() for f, r in zip(fake_features, real_features, strict=True)]
+    return torch.stack(terms).mean()

@@ -61,3 +61,8 @@ def test_a_misspelled_config_key_names_the_key(tmp_path):
 def test_an_unknown_command_is_refused():
     result = _run("train")
     _assert_one_sentence_error(result, "unknown command 'train'")
+
+
+def test_cache_refuses_a_config_that_trains_from_no_cache():
+    result = _run("cache", "--config", "configs/teacher_tiny.yaml")
+    _assert_one_sentence_error(result, "does not train from a trajectory cache")

@@ -31,15 +31,22 @@ class LatentFolder:
         paths = sorted(self.folder.glob("part-*.safetensors"))
         if not paths:
             raise UserError(f"{self.folder} holds no pre-encoded latents (part-*.safetensors files).")
-        self.parts = [safe_open(path, framework="pt") for path in paths]
-        self.sizes = [part.get_slice("latents").get_shape()[0] for part in self.parts]
+        self.paths = paths
+        self.sizes = []
+        for path in paths:
+            with safe_open(path, framework="pt") as part:
+                self.sizes.append(part.get_slice("latents").get_shape()[0])
+        self._parts: dict[int, object] = {}  # opened on first read, so DataLoader workers open their own
 
     def __len__(self) -> int:
         return sum(self.sizes)
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
-        for part, size in zip(self.parts, self.sizes, strict=True):
+        for number, size in enumerate(self.sizes):
             if index < size:
+                if number not in self._parts:
+                    self._parts[number] = safe_open(self.paths[number], framework="pt")
+                part = self._parts[number]
                 return {
                     "latents": part.get_slice("latents")[index].float(),
                     "text_embeds": part.get_slice("text_embeds")[index].float(),

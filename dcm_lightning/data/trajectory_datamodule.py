@@ -247,7 +247,9 @@ class TrajectoryDataModule(L.LightningDataModule):
         trainer = self.trainer
         strategy = trainer.strategy
         per_step = trainer.accumulate_grad_batches * self.batch_size * strategy.world_size
-        start = trainer.global_step * per_step + strategy.global_rank * self.batch_size
+        # global_step counts optimizer steps; a GAN module takes two (G and D) per batch.
+        batches = trainer.global_step // getattr(consumer, "optimizer_steps_per_batch", 1)
+        start = batches * per_step + strategy.global_rank * self.batch_size
         rank_items = _RankInterleaved(range(start, STREAM_LENGTH), self.batch_size, strategy.world_size)
         return DataLoader(
             Subset(dataset, rank_items),

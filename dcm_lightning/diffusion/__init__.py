@@ -10,7 +10,7 @@ from dcm_lightning.diffusion.grids import (
 )
 from dcm_lightning.diffusion.guidance import classifier_free_guidance
 from dcm_lightning.diffusion.parameterization import FlowMatching, Parameterization, VPrediction
-from dcm_lightning.diffusion.solvers import ddim_jump
+from dcm_lightning.diffusion.solvers import ddim_jump, renoise
 
 __all__ = [
     "FlowMatching",
@@ -19,6 +19,7 @@ __all__ = [
     "boundary_sigma",
     "classifier_free_guidance",
     "ddim_jump",
+    "renoise",
     "grid_sigma",
     "shifted_sigma",
     "sigma_at",

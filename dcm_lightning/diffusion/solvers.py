@@ -10,3 +10,20 @@ def ddim_jump(x0: Tensor, eps: Tensor, a_target: Tensor | float, b_target: Tenso
     Coefficients broadcast: pass floats or tensors shaped like ``x0`` or ``(b, 1, 1, 1, 1)``.
     """
     return a_target * x0 + b_target * eps
+
+
+def renoise(
+    x: Tensor, coefficients_from: tuple[Tensor, Tensor], coefficients_to: tuple[Tensor, Tensor], eps: Tensor
+) -> Tensor:
+    """Move a sample at level σ_e to the higher level σ_adv with fresh noise, variance-correct
+    (DESIGN.md §2 "GAN + feature matching"): x_adv = a·x_e + √(b_adv² − a²·b_e²)·ε, a = a_adv / a_e.
+
+    For flow matching (a, b) = (1 − σ, σ), so a = (1 − σ_adv)/(1 − σ_e); a clean x_e (σ_e = 0) gives
+    exactly the forward process at σ_adv. Coefficient pairs broadcast like ``ddim_jump``'s.
+    """
+    (a_from, b_from), (a_to, b_to) = coefficients_from, coefficients_to
+    scale = a_to / a_from
+    variance = b_to * b_to - scale * scale * b_from * b_from
+    if (variance < -1e-6).any():
+        raise ValueError("renoise goes to a lower noise level; σ_adv must not be below σ_e")
+    return scale * x + variance.clamp_min(0.0).sqrt() * eps

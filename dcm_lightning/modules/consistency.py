@@ -9,7 +9,7 @@ student owns and how it samples: ``SemEModule`` (DCM's semantic expert on (σ_b,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import lightning as L
@@ -36,6 +36,19 @@ from dcm_lightning.sampling import sample_few_step, seeded_noise
 from dcm_lightning.teachers.base import VideoTeacher
 
 TEACHER_PREFIX = "teacher."
+
+
+@dataclass
+class ConsistencyStep:
+    """What one consistency step computed; the detail expert builds its GAN terms on it."""
+
+    condition: TextCondition
+    x_n: Tensor  # b c f h w
+    sigma_n: Tensor  # (b,)
+    sigma_end: Tensor  # (b,)
+    student_end: Tensor  # x̂_e, with gradient
+    target: Tensor  # y, without gradient
+    losses: dict[str, Tensor]
 
 
 def denoiser(model: VideoTeacher, condition: TextCondition, guidance_scale: float | None = None) -> Denoiser:
@@ -86,12 +99,19 @@ class ConsistencyDistillationModule(L.LightningModule):
             raise UserError(f"target_network must be 'online' or 'ema', got {target_network!r}.")
         self.teacher = load_teacher(teacher)
         self.teacher.requires_grad_(False).eval()
-        self.student = self.teacher.student_copy()
+        self.student = self.build_student()
         self.target_ema = ExponentialMovingAverage(self.student, target_ema_decay) if target_network == "ema" else None
         self.segment = self.training_segment()
         self.teacher_fingerprint = module_fingerprint(self.teacher.network)
 
     # ---- what a subclass says ----------------------------------------------------------------
+
+    def build_student(self) -> VideoTeacher:
+        """The network being distilled, behind the teacher interface: by default a copy of the teacher."""
+        return self.teacher.student_copy()
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return list(self.student.network.parameters())
 
     def training_segment(self) -> Segment:
         """The grid points this student is trained on and where each phase ends."""
@@ -114,7 +134,7 @@ class ConsistencyDistillationModule(L.LightningModule):
         """One online teacher step x_n → x_{n−1} (with the teacher's guidance)."""
         return jump(denoiser(self.teacher, condition), self.teacher.parameterization, x_n, sigma_n, sigma_prev)
 
-    def consistency_losses(self, batch: dict) -> dict[str, Tensor]:
+    def consistency_step(self, batch: dict) -> ConsistencyStep:
         """DESIGN.md §2: student x̂_e = jump(x_n, σ_n → σ_e); target y = jump(x_{n−1}, σ_{n−1} → σ_e)
         with the stop-gradient target network; pseudo-Huber(x̂_e, y) + w·L_TC(x̂_e, y)."""
         x_n = batch["x_n"]  # b c f h w
@@ -134,7 +154,10 @@ class ConsistencyDistillationModule(L.LightningModule):
         if self.hparams.tc_weight:
             losses["tc"] = temporal_coherence(student_end, target, self.hparams.tc_lag)
             losses["loss"] = losses["loss"] + self.hparams.tc_weight * losses["tc"]
-        return losses
+        return ConsistencyStep(condition, x_n, sigma_n, sigma_end, student_end, target, losses)
+
+    def consistency_losses(self, batch: dict) -> dict[str, Tensor]:
+        return self.consistency_step(batch).losses
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         losses = self.consistency_losses(batch)
@@ -149,7 +172,7 @@ class ConsistencyDistillationModule(L.LightningModule):
 
     def configure_optimizers(self):
         return torch.optim.AdamW(
-            self.student.network.parameters(),
+            self.trainable_parameters(),
             lr=self.hparams.learning_rate,
             weight_decay=self.hparams.weight_decay,
             betas=tuple(self.hparams.betas),
@@ -224,8 +247,3 @@ class PhasedConsistencyModule(ConsistencyDistillationModule):
 
     def sampling_indices(self, num_steps: int) -> list[int]:
         return phased_step_indices(self.segment, num_steps)
-
-
-def required_states(indices: Sequence[int]) -> list[int]:
-    """Grid indices a cache must keep to serve training at ``indices``: each n and n − 1."""
-    return sorted({i for n in indices for i in (n, n - 1)}, reverse=True)

@@ -32,8 +32,10 @@ class TinyDiTConfig:
     text_dim: int = 64
     frequency_dim: int = 256
     # Channels of the pixel-resolution output head (0: plain linear unpatchify). The last layer maps each
-    # token to this many channels per pixel and a 3×3×3 convolution mixes them across patch seams, as
-    # in U-ViT's output conv: a linear unpatchify alone leaves ragged 4×4 edges on small shapes.
+    # token to this many channels per pixel; a 3×3×3 convolution mixes them across patch seams (as in
+    # U-ViT's output conv) together with the noisy input scaled per σ (a learned EDM-style c_skip), so
+    # pixel-exact noise need not pass through the 4×4 patch tokens. Without it samples stay speckled
+    # and edges ragged at the sizes a CPU can train.
     refine_channels: int = 16
 
     def __post_init__(self) -> None:
@@ -49,6 +51,8 @@ class TinyDiTConfig:
     def from_dict(cls, values: dict) -> TinyDiTConfig:
         return cls(**{**values, "patch_size": tuple(values["patch_size"])})
 
+
+INPUT_SKIPS = 2  # σ-scaled copies of the input the output conv sees
 
 TINY_DIT_SIZES: dict[str, dict] = {
     "test": dict(width=32, depth=2, num_heads=2),  # unit tests: milliseconds
@@ -214,11 +218,11 @@ class TinyVideoDiT(nn.Module):
         self.norm_out = nn.LayerNorm(config.width, elementwise_affine=False, eps=1e-6)
         self.norm_out_modulation = nn.Sequential(nn.SiLU(), nn.Linear(config.width, 2 * config.width))
         self.proj_out = nn.Linear(config.width, out_channels * pt * ph * pw)
-        self.refine = (
-            nn.Sequential(nn.SiLU(), nn.Conv3d(out_channels, config.in_channels, kernel_size=3, padding=1))
-            if config.refine_channels
-            else nn.Identity()
-        )
+        if config.refine_channels:
+            self.input_skip = nn.Linear(config.width, INPUT_SKIPS)  # c → per-σ scales of the input x_σ
+            self.refine = nn.Conv3d(
+                out_channels + INPUT_SKIPS * config.in_channels, config.in_channels, kernel_size=3, padding=1
+            )
         self.gradient_checkpointing = False
         self._init_weights()
 
@@ -234,8 +238,10 @@ class TinyVideoDiT(nn.Module):
         for layer in (self.norm_out_modulation[-1], self.proj_out):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
-        if self.config.refine_channels:  # the conv keeps its random weights so proj_out gets gradient
-            nn.init.zeros_(self.refine[-1].bias)
+        if self.config.refine_channels:  # the conv keeps its random weights so the zeroed layers get gradient
+            nn.init.zeros_(self.refine.bias)
+            nn.init.zeros_(self.input_skip.weight)
+            nn.init.zeros_(self.input_skip.bias)
 
     def check_input_shape(self, shape: Sequence[int]) -> None:
         """Refuse a video the patch size does not tile, before any compute."""
@@ -290,7 +296,7 @@ class TinyVideoDiT(nn.Module):
                 features.append(hidden[:, :num_video])
         shift, scale = self.norm_out_modulation(c).chunk(2, dim=-1)
         out = self.proj_out(modulate(self.norm_out(hidden[:, :num_video]), shift, scale))
-        v = rearrange(
+        v = rearrange(  # without the output conv this is v; with it, per-pixel features
             out,
             "b (f h w) (pt ph pw c) -> b c (f pt) (h ph) (w pw)",
             f=grid[0],
@@ -300,5 +306,8 @@ class TinyVideoDiT(nn.Module):
             ph=ph,
             pw=pw,
         )
-        v = self.refine(v)
+        if self.config.refine_channels:
+            scales = self.input_skip(c)[:, :, None, None, None, None]  # b k 1 1 1 1
+            skip = rearrange(x.unsqueeze(1) * scales, "b k c f h w -> b (k c) f h w")
+            v = self.refine(torch.cat([F.silu(v), skip], dim=1))  # b c f h w
         return (v, features) if feature_blocks else v

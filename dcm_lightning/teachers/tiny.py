@@ -67,13 +67,17 @@ class TinyTeacher(nn.Module):
         condition: TextCondition,
         guidance_scale: float | None = None,
         feature_blocks: Sequence[int] = (),
+        **network_kwargs,
     ) -> Prediction:
-        """x: b c f h w at noise level sigma: (b,). Features are those of the conditional branch."""
+        """x: b c f h w at noise level sigma: (b,). Features are those of the conditional branch;
+        ``network_kwargs`` reach the network (a dual-expert student's ``expert``)."""
         scale = self.guidance_scale if guidance_scale is None else guidance_scale
         sigma = sigma.to(x.dtype).reshape(-1)
         timestep = self.parameterization.model_timestep(sigma)
         if scale == 1.0:
-            out = self.network(x, timestep, condition.embeds, condition.mask, feature_blocks=feature_blocks)
+            out = self.network(
+                x, timestep, condition.embeds, condition.mask, feature_blocks=feature_blocks, **network_kwargs
+            )
         else:
             null = self.text_encoder.encode([""] * len(condition)).to(x.device)
             out = self.network(
@@ -82,6 +86,7 @@ class TinyTeacher(nn.Module):
                 torch.cat([condition.embeds, null.embeds]),
                 torch.cat([condition.mask, null.mask]),
                 feature_blocks=feature_blocks,
+                **network_kwargs,
             )
         v, features = out if feature_blocks else (out, [])
         if scale != 1.0:

@@ -11,10 +11,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from dcm_lightning.checkpoints import load_teacher
+from dcm_lightning.checkpoints import load_generator
 from dcm_lightning.data.moving_shapes import all_attributes
 from dcm_lightning.data.moving_shapes.datasets import prompt_suite
-from dcm_lightning.diffusion import teacher_sigmas
 from dcm_lightning.errors import UserError
 from dcm_lightning.evaluation.oracle_accuracy import oracle_accuracy
 from dcm_lightning.media import write_png_grid
@@ -24,15 +23,19 @@ from dcm_lightning.sampling import sample_teacher, seeded_noise
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m dcm_lightning teacher-eval",
-        description="Sample a fixed prompt suite with a teacher and score every video with the MovingShapes "
-        "oracle; writes shape/color/texture/direction accuracies as JSON.",
+        description="Sample a fixed prompt suite with a teacher or a distilled student and score every video "
+        "with the MovingShapes oracle; writes shape/color/texture/direction accuracies as JSON.",
     )
-    parser.add_argument("--checkpoint", default=None, help="teacher folder or TeacherModule .ckpt (default: shipped)")
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        help="teacher folder, TeacherModule .ckpt or distilled student .ckpt (default: the shipped teacher)",
+    )
     parser.add_argument("--num-prompts", type=int, default=64, help="attribute combinations in the suite (default 64)")
     parser.add_argument("--seeds-per-prompt", type=int, default=2, help="noise seeds per prompt (default 2)")
     parser.add_argument("--suite-seed", type=int, default=1000, help="seed that picks the suite (default 1000)")
-    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the teacher's N)")
-    parser.add_argument("--guidance-scale", type=float, default=None, help="default: the teacher's own")
+    parser.add_argument("--steps", type=int, default=None, help="steps (default: teacher N, student 4)")
+    parser.add_argument("--guidance-scale", type=float, default=None, help="a teacher's guidance (default: its own)")
     parser.add_argument("--batch-size", type=int, default=32, help="videos sampled together (default 32)")
     parser.add_argument("--out", default="experiments/teacher_tiny/eval.json", help="where to write the JSON")
     parser.add_argument("--grid", default=None, help="optional PNG of the first 16 videos")
@@ -48,34 +51,32 @@ def main(argv: Sequence[str]) -> None:
         raise UserError(
             f"--num-prompts must be in 1..{combinations} (the attribute combinations), got {args.num_prompts}."
         )
-    teacher = load_teacher(args.checkpoint)
-    steps = args.steps or teacher.num_steps
-    scale = teacher.guidance_scale if args.guidance_scale is None else args.guidance_scale
-    sigmas = teacher_sigmas(steps, teacher.shift)
+    generator = load_generator(args.checkpoint, args.steps, args.guidance_scale)
+    model, steps, scale = generator.model, generator.steps, generator.guidance_scale
     cases = prompt_suite(args.num_prompts, args.seeds_per_prompt, args.suite_seed)
 
     videos = []
     start = time.perf_counter()
-    for first in tqdm(range(0, len(cases), args.batch_size), desc=f"teacher {steps} steps", unit="batch"):
+    for first in tqdm(range(0, len(cases), args.batch_size), desc=f"{generator.kind} {steps} steps", unit="batch"):
         batch = cases[first : first + args.batch_size]
-        noise = seeded_noise([c.seed for c in batch], teacher.latent_shape())
-        condition = teacher.encode_prompts([c.prompt for c in batch])
-        videos.append(teacher.decode(sample_teacher(teacher, noise, condition, sigmas, scale)))
+        noise = seeded_noise([c.seed for c in batch], model.latent_shape())
+        condition = model.encode_prompts([c.prompt for c in batch])
+        videos.append(model.decode(sample_teacher(model, noise, condition, generator.sigmas, scale)))
     seconds = time.perf_counter() - start
     videos = torch.cat(videos)
-    scores = oracle_accuracy(videos, [c.attributes for c in cases], teacher.spec)
+    scores = oracle_accuracy(videos, [c.attributes for c in cases], model.spec)
     report = {
         **{k: round(v, 4) for k, v in scores.items()},
         "n_videos": len(cases),
         "steps": steps,
         "guidance_scale": scale,
-        "shift": teacher.shift,
+        "shift": model.shift,
         "suite": {
             "num_prompts": args.num_prompts,
             "seeds_per_prompt": args.seeds_per_prompt,
             "suite_seed": args.suite_seed,
         },
-        "teacher": str(args.checkpoint or "shipped tiny teacher"),
+        "model": f"{generator.kind}: {args.checkpoint or 'shipped tiny teacher'}",
         "seconds_per_video": round(seconds / len(cases), 4),
         "threads": torch.get_num_threads(),
     }

@@ -121,6 +121,17 @@ def test_the_baselines_train_from_the_same_cache(seme_runs, source, caplog):
     assert sorted(logged(seme_runs / source, "train/huber")) == [0, 1]
 
 
+def test_seme_trains_from_pre_encoded_latents_with_online_teacher_steps(seme_runs, tmp_path):
+    config = yaml.safe_load(distill_config(tmp_path, "latents", seme_runs / "teacher", 2).read_text())
+    config["data"]["init_args"].update(source="latents", latents_dir=str(tmp_path / "encoded"), num_latents=12)
+    path = tmp_path / "latents.yaml"
+    path.write_text(yaml.safe_dump(config))
+    main(["fit", "--config", str(path)])
+    assert len(list((tmp_path / "encoded").glob("part-*.safetensors"))) == 1
+    assert sorted(logged(tmp_path / "latents", "train/loss")) == [0, 1]
+    assert not (tmp_path / "cache").exists(), "the latent source builds no trajectory cache"
+
+
 def counting_forwards(network: torch.nn.Module) -> list[int]:
     calls = [0]
     network.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
@@ -176,5 +187,6 @@ def test_schedules_follow_the_segments(tmp_path):
     assert [pcm.segment.phase_end(n) for n in (49, 37, 36, 12, 11, 0)] == [36, 36, 24, 11, -1, -1]
     lcm = PhasedConsistencyModule(teacher=teacher, num_phases=1)
     assert {lcm.segment.phase_end(n) for n in lcm.training_indices()} == {-1}
+    assert lcm.sampling_indices(4) == [49, 37, 24, 12]  # uniform strides over the whole trajectory
     with pytest.raises(UserError, match="at least 2 steps"):
         seme.sampling_indices(1)

@@ -1,0 +1,196 @@
+"""The dual-expert network (DESIGN.md §2 "Detail expert"): one frozen semantic network and a detail
+path over the same weights, with LoRA adapters on the attention projections and trainable copies Ψ
+of the timestep-dependent layers.
+
+Which expert runs is an explicit argument of every call — never a patched class ``forward``:
+``network(x, t, text, mask, expert="semantic")`` runs SemE with adapters and Ψ off, ``expert="detail"``
+runs the same blocks with the adapters on and Ψ in place of the semantic layers, and
+``expert=None`` routes each sample by its timestep (above the boundary's → semantic). The trainable
+parameters are chosen once, by name, at construction: peft's adapter switches flip
+``requires_grad``, which must not decide what an optimizer or an FSDP2 shard trains.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Literal
+
+import torch
+from peft import LoraConfig, inject_adapter_in_model
+from peft.tuners.tuners_utils import BaseTunerLayer
+from torch import Tensor, nn
+
+from dcm_lightning.errors import UserError
+
+Expert = Literal["semantic", "detail"]
+
+# Ψ: the layers that see the timestep (or are the output head), per teacher architecture.
+PSI_MODULES: dict[str, tuple[str, ...]] = {
+    "tiny": ("time_embedder", "pooled_text_embedder", "norm_out_modulation", "proj_out", "input_skip", "refine"),
+}
+LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+
+
+class DualExpertNetwork(nn.Module):
+    """Wraps a (semantic) network; the detail expert is ``mode="lora"`` (LoRA + Ψ, DCM) or
+    ``mode="full"`` (a full-parameter second copy, the ablation's "+OD" row).
+
+    Args:
+        semantic: the trained semantic expert's network; frozen here.
+        psi: names of its top-level timestep-dependent modules that the detail expert re-learns.
+        lora_rank, lora_alpha: LoRA r and α (official DCM: 128, 256).
+        lora_targets: module-name suffixes that get adapters.
+        mode: "lora" or "full".
+        boundary_timestep: the model timestep of σ_b, for ``expert=None`` routing.
+    """
+
+    def __init__(
+        self,
+        semantic: nn.Module,
+        psi: Sequence[str],
+        lora_rank: int = 16,
+        lora_alpha: float = 32.0,
+        lora_targets: Sequence[str] = LORA_TARGETS,
+        mode: Literal["lora", "full"] = "lora",
+        boundary_timestep: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.boundary_timestep = boundary_timestep
+        if mode not in ("lora", "full"):
+            raise UserError(f"the detail expert mode must be 'lora' or 'full', got {mode!r}.")
+        self.mode = mode
+        self.semantic = semantic.requires_grad_(False)
+        if mode == "full":
+            self.detail = copy.deepcopy(semantic).requires_grad_(True)
+            self._trainable = [f"detail.{name}" for name, _ in self.detail.named_parameters()]
+            return
+        missing = [name for name in psi if name not in semantic._modules]
+        if missing:
+            raise UserError(f"Ψ names {missing} are not top-level modules of {type(semantic).__name__}.")
+        self.psi = nn.ModuleDict({name: copy.deepcopy(semantic._modules[name]) for name in psi}).requires_grad_(True)
+        config = LoraConfig(r=lora_rank, lora_alpha=lora_alpha, target_modules=list(lora_targets), lora_dropout=0.0)
+        try:
+            inject_adapter_in_model(config, self.semantic)
+        except ValueError:  # peft's NoMatchingPeftModuleError is one
+            raise UserError(
+                f"no module of {type(semantic).__name__} matches the LoRA targets {list(lora_targets)}."
+            ) from None
+        adapters = [f"semantic.{n}" for n, _ in self.semantic.named_parameters() if "lora_" in n]
+        self._trainable = adapters + [f"psi.{n}" for n, _ in self.psi.named_parameters()]
+        for name, parameter in self.named_parameters():
+            parameter.requires_grad_(name in self._trainable)
+        # The detail view: a shallow copy of the semantic network whose Ψ slots hold the trainable
+        # copies; it shares every other module (and the adapters) with the semantic network. Kept out
+        # of the module tree so that no parameter is registered twice.
+        view = copy.copy(self.semantic)
+        view.__dict__["_modules"] = {**self.semantic._modules, **self.psi}
+        object.__setattr__(self, "_detail_view", view)
+
+    @property
+    def config(self):
+        """The wrapped network's architecture config (both experts share it)."""
+        return self.semantic.config
+
+    # ---- routing ---------------------------------------------------------------------------------
+
+    def forward(self, x: Tensor, timestep: Tensor, *args, expert: Expert | None = None, **kwargs):
+        """The wrapped network's call (x, timestep, text_embeds, text_mask, …) plus the expert that
+        answers it; ``None`` routes every sample by its timestep, splitting a mixed batch."""
+        if expert is None:
+            if self.boundary_timestep is None:
+                raise ValueError("routing by timestep needs boundary_timestep")
+            semantic = timestep > self.boundary_timestep  # (b,)
+            if semantic.all() or not semantic.any():
+                expert = "semantic" if semantic.all() else "detail"
+            else:
+                return self._split(semantic, x, timestep, *args, **kwargs)
+        if expert == "semantic":
+            with self._adapters(enabled=False):
+                return self.semantic(x, timestep, *args, **kwargs)
+        if expert != "detail":
+            raise ValueError(f"unknown expert {expert!r}")
+        if self.mode == "full":
+            return self.detail(x, timestep, *args, **kwargs)
+        with self._adapters(enabled=True):
+            return self._detail_view(x, timestep, *args, **kwargs)
+
+    def _split(self, semantic: Tensor, *batch: Tensor, **kwargs):
+        # Samples on each side of the boundary go to their own expert; the answers are put back in order.
+        parts = {
+            name: self(*(t[rows] for t in batch), expert=name, **kwargs)
+            for name, rows in (("semantic", semantic), ("detail", ~semantic))
+        }
+
+        def merge(semantic_part: Tensor, detail_part: Tensor) -> Tensor:
+            out = semantic_part.new_empty((len(semantic), *semantic_part.shape[1:]))
+            out[semantic], out[~semantic] = semantic_part, detail_part
+            return out
+
+        if isinstance(parts["semantic"], tuple):
+            (v_s, f_s), (v_d, f_d) = parts["semantic"], parts["detail"]
+            return merge(v_s, v_d), [merge(a, b) for a, b in zip(f_s, f_d, strict=True)]
+        return merge(parts["semantic"], parts["detail"])
+
+    @contextmanager
+    def _adapters(self, enabled: bool) -> Iterator[None]:
+        # peft's enable_adapters() would also flip requires_grad; only the switch itself is wanted.
+        layers = [m for m in self.semantic.modules() if isinstance(m, BaseTunerLayer)]
+        previous = [layer._disable_adapters for layer in layers]
+        for layer in layers:
+            layer._disable_adapters = not enabled
+        try:
+            yield
+        finally:
+            for layer, state in zip(layers, previous, strict=True):
+                layer._disable_adapters = state
+
+    # ---- what trains, what is saved ------------------------------------------------------------------
+
+    def trainable_names(self) -> list[str]:
+        return list(self._trainable)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        parameters = dict(self.named_parameters())
+        return [parameters[name] for name in self._trainable]
+
+    def trainable_state_dict(self) -> dict[str, Tensor]:
+        """Only the detail expert's own weights (adapters and Ψ, or the full copy)."""
+        parameters = dict(self.named_parameters())
+        return {name: parameters[name].detach().clone() for name in self._trainable}
+
+    def load_trainable_state_dict(self, state: dict[str, Tensor]) -> None:
+        if sorted(state) != sorted(self._trainable):
+            raise UserError("these detail-expert weights were saved for another network or LoRA configuration.")
+        parameters = dict(self.named_parameters())
+        with torch.no_grad():
+            for name, value in state.items():
+                parameters[name].copy_(value)
+
+    def trainable_fraction(self) -> float:
+        """Trainable parameters of the detail expert over the parameters of the semantic network."""
+        total = sum(p.numel() for n, p in self.semantic.named_parameters() if "lora_" not in n)
+        return sum(p.numel() for p in self.trainable_parameters()) / total
+
+    def merged_detail_network(self) -> nn.Module:
+        """A standalone network equal to the detail path: adapters merged into copies of their
+        layers, Ψ in place (or the full copy). The semantic network is untouched."""
+        if self.mode == "full":
+            return copy.deepcopy(self.detail).requires_grad_(False)
+        merged = copy.deepcopy(self._detail_view)
+        for module in merged.modules():
+            if isinstance(module, BaseTunerLayer):
+                module._disable_adapters = False
+                module.merge()
+        return _strip_adapters(merged).requires_grad_(False)
+
+
+def _strip_adapters(network: nn.Module) -> nn.Module:
+    """Replace every merged LoRA layer by its base layer, leaving a plain network."""
+    for name, child in list(network.named_children()):
+        if isinstance(child, BaseTunerLayer):
+            setattr(network, name, child.get_base_layer())
+        else:
+            _strip_adapters(child)
+    return network

@@ -1,0 +1,243 @@
+"""DetEModule: DCM's detail expert (DESIGN.md §2) — LoRA + Ψ on the frozen semantic expert, trained on
+[0, σ_b] with the consistency loss plus an adversarial and a feature-matching term against the frozen
+teacher's features; manual optimization, one generator step then one discriminator step per batch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from dcm_lightning.checkpoints import MODULE_KEY, read_lightning_checkpoint
+from dcm_lightning.data.trajectory_cache import module_fingerprint
+from dcm_lightning.diffusion import renoise
+from dcm_lightning.diffusion.consistency import jump
+from dcm_lightning.diffusion.phases import Segment, detail_segment, dual_expert_step_indices
+from dcm_lightning.errors import UserError
+from dcm_lightning.experts import LORA_TARGETS, PSI_MODULES, DualExpertNetwork
+from dcm_lightning.losses import (
+    feature_matching,
+    hinge_discriminator_loss,
+    hinge_generator_loss,
+    non_saturating_generator_loss,
+)
+from dcm_lightning.modules.consistency import ConsistencyDistillationModule, ConsistencyStep, denoiser
+from dcm_lightning.networks.discriminator import FeatureDiscriminator, feature_layers
+from dcm_lightning.randomness import run_seed, step_generator
+from dcm_lightning.teachers.base import VideoTeacher
+
+STUDENT_PREFIX = "student.network."
+
+
+class DetEModule(ConsistencyDistillationModule):
+    """The detail expert, chained from a SemE checkpoint (its teacher and κ come from there).
+
+    Args:
+        semantic_checkpoint: the SemEModule ``.ckpt`` whose student becomes the frozen semantic expert.
+        detail_mode: "lora" — LoRA adapters + Ψ (DCM); "full" — a full-parameter second expert (the
+            ablation's "+OD" row).
+        lora_rank, lora_alpha, lora_targets: the adapters (official DCM: r 128, α 256 on to_q, to_k,
+            to_v, to_out.0).
+        feature_every: k — the discriminator reads every k-th teacher block (official 2).
+        adversarial_loss: the generator's GAN term, "hinge" or "non_saturating".
+        adversarial_weight: λ_adv (official 0.1·5 = 0.5).
+        feature_matching_weight: λ_fm (official 0.1·1 for Hunyuan, 0.1·10 for Wan).
+        real_source: what the discriminator sees as real — "target" (the consistency target, official
+            code) or "ema" (the EMA student's phase-end prediction, the paper); "ema" needs
+            ``target_network: ema``.
+        generator_clip, discriminator_clip: gradient-norm clipping of each step (manual optimization).
+        discriminator_hidden_dim: width of each discriminator head (official 1024).
+        discriminator_learning_rate, discriminator_betas: the discriminator's AdamW (official 1e-5, (0, 0.999)).
+    """
+
+    def __init__(
+        self,
+        semantic_checkpoint: str,
+        detail_mode: Literal["lora", "full"] = "lora",
+        lora_rank: int = 16,
+        lora_alpha: float = 32.0,
+        lora_targets: Sequence[str] = LORA_TARGETS,
+        feature_every: int = 2,
+        adversarial_loss: Literal["hinge", "non_saturating"] = "hinge",
+        adversarial_weight: float = 0.5,
+        feature_matching_weight: float = 0.1,
+        real_source: Literal["target", "ema"] = "target",
+        generator_clip: float = 1.0,
+        discriminator_clip: float = 1.0,
+        discriminator_hidden_dim: int = 128,
+        discriminator_learning_rate: float = 1e-5,
+        discriminator_betas: tuple[float, float] = (0.0, 0.999),
+        **kwargs,
+    ) -> None:
+        self._semantic = _read_semantic_checkpoint(semantic_checkpoint)
+        self.boundary_index = self._semantic["boundary_index"]
+        if adversarial_loss not in ("hinge", "non_saturating"):
+            raise UserError(f"adversarial_loss must be 'hinge' or 'non_saturating', got {adversarial_loss!r}.")
+        if real_source not in ("target", "ema"):
+            raise UserError(f"real_source must be 'target' or 'ema', got {real_source!r}.")
+        if real_source == "ema" and kwargs.get("target_network", "online") != "ema":
+            raise UserError("real_source: ema uses the EMA student, so it needs target_network: ema.")
+        # The teacher comes with the semantic expert; a resumed run's hyperparameters repeat it.
+        if kwargs.pop("teacher", self._semantic["teacher"]) != self._semantic["teacher"]:
+            raise UserError("the detail expert uses its semantic checkpoint's teacher; do not set another.")
+        super().__init__(teacher=self._semantic["teacher"], **kwargs)
+        self.automatic_optimization = False
+        self.optimizer_steps_per_batch = 2  # Lightning's global_step counts both the G and the D step
+        self.layers = feature_layers(self.teacher.network.config.depth, feature_every)
+        self.discriminator = FeatureDiscriminator(
+            self.teacher.network.config.width, len(self.layers), hidden_dim=discriminator_hidden_dim, groups=8
+        )
+        self._seed = run_seed()
+
+    # ---- the student: frozen SemE + detail expert ---------------------------------------------------
+
+    def build_student(self) -> VideoTeacher:
+        if self._semantic["teacher_fingerprint"] != module_fingerprint(self.teacher.network):
+            raise UserError("the semantic checkpoint was distilled from another teacher than the one it names.")
+        student = self.teacher.student_copy()
+        student.network.load_state_dict(self._semantic["network"])
+        sigma_b = self.sigma(torch.tensor(self.boundary_index)).cpu()
+        student.network = DualExpertNetwork(
+            student.network,
+            PSI_MODULES["tiny"],
+            lora_rank=self.hparams.lora_rank,
+            lora_alpha=self.hparams.lora_alpha,
+            lora_targets=list(self.hparams.lora_targets),
+            mode=self.hparams.detail_mode,
+            boundary_timestep=float(self.teacher.parameterization.model_timestep(sigma_b)),
+        )
+        return student
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return self.student.network.trainable_parameters()
+
+    def training_segment(self) -> Segment:
+        return detail_segment(self.boundary_index, self.teacher.num_steps)
+
+    def sampling_indices(self, num_steps: int) -> list[int]:
+        if num_steps < 2:
+            raise UserError(f"a dual-expert schedule needs at least 2 steps (one per expert), got {num_steps}.")
+        semantic = num_steps // 2
+        return dual_expert_step_indices(self.boundary_index, self.teacher.num_steps, semantic, num_steps - semantic)
+
+    # ---- one generator step, then one discriminator step ---------------------------------------------
+
+    def adversarial_inputs(self, step: ConsistencyStep) -> tuple[Tensor, Tensor, Tensor]:
+        """Fake and real re-noised with the same ε to a σ_adv drawn from the detail range, at or
+        above each sample's phase end: (fake with gradient, real without, σ_adv)."""
+        generator = step_generator(self._seed, self.global_step)
+        batch = step.student_end.shape[0]
+        low = torch.tensor([self.segment.end + 1] * batch)  # the first grid point above σ = 0
+        draw = low + (torch.rand(batch, generator=generator) * (self.boundary_index + 1 - low)).long()
+        sigma_adv = torch.maximum(self.sigma(draw), step.sigma_end)
+        eps = torch.randn(step.student_end.shape, generator=generator).to(step.student_end)
+        if self.hparams.real_source == "target":
+            real_end = step.target
+        else:  # the EMA student's own phase-end prediction from the same x_n
+            with torch.no_grad():
+                ema = denoiser(self.target_ema.average, step.condition)
+                real_end = jump(ema, self.teacher.parameterization, step.x_n, step.sigma_n, step.sigma_end)
+        start, end = self._coefficients(step.sigma_end), self._coefficients(sigma_adv)
+        fake = renoise(step.student_end, start, end, eps)
+        real = renoise(real_end.detach(), start, end, eps)
+        return fake, real, sigma_adv
+
+    def _coefficients(self, sigma: Tensor) -> tuple[Tensor, Tensor]:
+        return self.teacher.parameterization.coefficients(sigma.view(-1, 1, 1, 1, 1))
+
+    def teacher_features(self, x: Tensor, sigma: Tensor, step: ConsistencyStep) -> list[Tensor]:
+        """Ω: the frozen teacher's hidden states at the feature layers (conditional branch only)."""
+        return self.teacher.predict(x, sigma, step.condition, guidance_scale=1.0, feature_blocks=self.layers).features
+
+    def training_step(self, batch: dict, batch_idx: int) -> None:
+        optimizer_g, optimizer_d = self.optimizers()
+        step = self.consistency_step(batch)
+        fake, real, sigma_adv = self.adversarial_inputs(step)
+        fake_features = self.teacher_features(fake, sigma_adv, step)  # gradient flows to the student
+        with torch.no_grad():
+            real_features = self.teacher_features(real, sigma_adv, step)
+
+        # Generator: consistency (+ TC) + λ_adv·GAN + λ_fm·feature matching.
+        self.toggle_optimizer(optimizer_g)
+        fake_logits = self.discriminator(fake_features)
+        adversarial = torch.stack([self._generator_term(logits) for logits in fake_logits]).mean()
+        matching = feature_matching(fake_features, real_features)
+        generator_loss = (
+            step.losses["loss"]
+            + self.hparams.adversarial_weight * adversarial
+            + self.hparams.feature_matching_weight * matching
+        )
+        optimizer_g.zero_grad()
+        self.manual_backward(generator_loss)
+        self.clip_gradients(optimizer_g, gradient_clip_val=self.hparams.generator_clip, gradient_clip_algorithm="norm")
+        optimizer_g.step()
+        self.untoggle_optimizer(optimizer_g)
+        if self.target_ema is not None:
+            self.target_ema.update(self.student)
+
+        # Discriminator: hinge on the G step's features, detached — the teacher runs no second time.
+        self.toggle_optimizer(optimizer_d)
+        real_logits = self.discriminator([f.detach() for f in real_features])
+        fake_logits = self.discriminator([f.detach() for f in fake_features])
+        d_loss = torch.stack(
+            [hinge_discriminator_loss(r, f) for r, f in zip(real_logits, fake_logits, strict=True)]
+        ).mean()
+        optimizer_d.zero_grad()
+        self.manual_backward(d_loss)
+        self.clip_gradients(
+            optimizer_d, gradient_clip_val=self.hparams.discriminator_clip, gradient_clip_algorithm="norm"
+        )
+        optimizer_d.step()
+        self.untoggle_optimizer(optimizer_d)
+
+        real_mean = torch.cat([r.flatten() for r in real_logits]).detach()
+        fake_mean = torch.cat([f.flatten() for f in fake_logits]).detach()
+        accuracy = ((real_mean > 0).float().mean() + (fake_mean < 0).float().mean()) / 2
+        logs = {
+            **{f"train/{k}": v.detach() for k, v in step.losses.items() if k != "loss"},
+            "train/adversarial": adversarial.detach(),
+            "train/feature_matching": matching.detach(),
+            "train/generator_loss": generator_loss.detach(),
+            "train/d_loss": d_loss.detach(),
+            "train/d_real": real_mean.mean(),
+            "train/d_fake": fake_mean.mean(),
+            "train/d_accuracy": accuracy,
+        }
+        self.log_dict(logs, prog_bar=False, batch_size=len(batch["index"]))
+        self.log("train/loss", step.losses["loss"].detach(), prog_bar=True, batch_size=len(batch["index"]))
+
+    def _generator_term(self, logits: Tensor) -> Tensor:
+        if self.hparams.adversarial_loss == "hinge":
+            return hinge_generator_loss(logits)
+        return non_saturating_generator_loss(logits)
+
+    def configure_optimizers(self):
+        generator = torch.optim.AdamW(
+            self.trainable_parameters(),
+            lr=self.hparams.learning_rate,
+            weight_decay=self.hparams.weight_decay,
+            betas=tuple(self.hparams.betas),
+        )
+        discriminator = torch.optim.AdamW(
+            self.discriminator.parameters(),
+            lr=self.hparams.discriminator_learning_rate,
+            betas=tuple(self.hparams.discriminator_betas),
+        )
+        return [generator, discriminator]
+
+
+def _read_semantic_checkpoint(path: str) -> dict:
+    """What the detail expert takes from a SemE checkpoint: its student network, teacher and κ."""
+    checkpoint = read_lightning_checkpoint(path)
+    if checkpoint.get(MODULE_KEY) != "SemEModule":
+        raise UserError(f"{path} is not a SemEModule checkpoint; the detail expert starts from a semantic expert.")
+    hparams = checkpoint.get("hyper_parameters", {})
+    state = checkpoint["state_dict"]
+    return {
+        "teacher": hparams.get("teacher"),
+        "boundary_index": int(hparams["boundary_index"]),
+        "teacher_fingerprint": checkpoint.get("teacher_fingerprint"),
+        "network": {k.removeprefix(STUDENT_PREFIX): v for k, v in state.items() if k.startswith(STUDENT_PREFIX)},
+    }

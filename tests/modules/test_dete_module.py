@@ -1,0 +1,111 @@
+"""DetE chained from a SemE checkpoint through the real CLI, on a random "test"-size teacher."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from dcm_lightning.cli import main
+from dcm_lightning.data.trajectory_datamodule import CachedPairs, TrajectoryDataModule
+from dcm_lightning.errors import UserError
+from dcm_lightning.modules import DetEModule
+from tests.modules.test_consistency_modules import distill_config, logged
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def dete_config(tmp_path: Path, name: str, semantic: Path, max_steps: int, **model) -> Path:
+    config = yaml.safe_load(distill_config(tmp_path, name, tmp_path / "teacher", max_steps).read_text())
+    dete = yaml.safe_load((REPO / "configs" / "dete_tiny.yaml").read_text())["model"]
+    dete["init_args"].update(semantic_checkpoint=str(semantic), lora_rank=4, lora_alpha=8.0, **model)
+    config["model"] = dete
+    del config["trainer"]["gradient_clip_val"]  # DetE clips each of its two steps itself
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def chained(tmp_path_factory):
+    from tests.conftest import save_random_teacher
+
+    tmp_path = tmp_path_factory.mktemp("dete_runs")
+    teacher = save_random_teacher(tmp_path / "teacher")
+    main(["fit", "--config", str(distill_config(tmp_path, "seme", teacher, 2))])
+    semantic = tmp_path / "seme" / "checkpoints" / "epoch=0-step=2.ckpt"
+    main(["fit", "--config", str(dete_config(tmp_path, "dete", semantic, 4))])  # 2 batches: G + D steps each
+    return tmp_path, semantic
+
+
+def _inputs(module):
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, *module.teacher.latent_shape(), generator=generator)
+    condition = module.teacher.encode_prompts(["a plain red circle moving up"] * 2)
+    return x, torch.tensor([950.0, 900.0]), condition.embeds, condition.mask
+
+
+def test_dete_logs_every_gan_term_and_leaves_the_semantic_expert_bit_identical(chained):
+    tmp_path, semantic = chained
+    for metric in ("train/huber", "train/adversarial", "train/feature_matching", "train/d_loss", "train/d_accuracy"):
+        assert len(logged(tmp_path / "dete", metric)) == 2, metric
+    trained = DetEModule.load_from_checkpoint(
+        next((tmp_path / "dete" / "checkpoints").glob("*step=4.ckpt")), weights_only=True
+    )
+    fresh = DetEModule(semantic_checkpoint=str(semantic), lora_rank=4, lora_alpha=8.0)
+    inputs = _inputs(trained)
+    assert torch.equal(trained.student.network(*inputs, expert="semantic"), fresh.student.network.semantic(*inputs))
+    assert not torch.equal(
+        trained.student.network(*inputs, expert="detail"), fresh.student.network(*inputs, expert="detail")
+    )
+
+
+def test_one_dete_step_runs_the_teacher_once_on_fake_and_once_on_real(chained, tmp_path):
+    root, semantic = chained
+    module = DetEModule(semantic_checkpoint=str(semantic), lora_rank=4, lora_alpha=8.0)
+    data = TrajectoryDataModule(cache_dir=str(root / "cache"), num_trajectories=8, samples_per_shard=4)
+    pairs = CachedPairs(data.prepare_cache(module), module.training_indices(), seed=0)
+    batch = {k: torch.stack([torch.as_tensor(pairs[i][k]) for i in range(2)]) for k in pairs[0]}
+    calls = []
+    module.teacher.network.register_forward_hook(lambda m, args, out: calls.append(torch.is_grad_enabled()))
+    trainer_stub = _manual_optimization_harness(module)
+    trainer_stub(batch)
+    assert calls == [True, False], "fake features with gradient, real features without, nothing else"
+
+
+def _manual_optimization_harness(module):
+    """Run ``training_step`` outside a Trainer: optimizers and the Lightning hooks it calls."""
+    optimizers = module.configure_optimizers()
+    module.optimizers = lambda: optimizers
+    module.toggle_optimizer = module.untoggle_optimizer = lambda optimizer: None
+    module.manual_backward = lambda loss: loss.backward()
+    module.clip_gradients = lambda optimizer, gradient_clip_val, gradient_clip_algorithm: None
+    module.log = module.log_dict = lambda *args, **kwargs: None
+    return lambda batch: module.training_step(batch, 0)
+
+
+def test_a_checkpoint_that_is_not_a_semantic_expert_is_refused(chained, tmp_path):
+    root, _ = chained
+    detail = next((root / "dete" / "checkpoints").glob("*step=4.ckpt"))
+    with pytest.raises(UserError, match="is not a SemEModule checkpoint"):
+        DetEModule(semantic_checkpoint=str(detail))
+    with pytest.raises(UserError, match="does not exist"):
+        DetEModule(semantic_checkpoint=str(tmp_path / "missing.ckpt"))
+
+
+def test_sample_runs_the_dual_expert_student_from_its_checkpoint(chained, tmp_path):
+    root, _ = chained
+    checkpoint = next((root / "dete" / "checkpoints").glob("*step=4.ckpt"))
+    main(
+        ["sample", "--checkpoint", str(checkpoint), "--prompt", "a plain red circle moving up", "--out", str(tmp_path)]
+    )
+    assert '"steps": 4' in (tmp_path / "samples.json").read_text()
+
+
+def test_the_full_parameter_detail_expert_trains_too(chained, tmp_path):
+    root, semantic = chained
+    config = dete_config(root, "dete_full", semantic, 2, detail_mode="full")
+    main(["fit", "--config", str(config)])
+    assert len(logged(root / "dete_full", "train/d_loss")) == 1

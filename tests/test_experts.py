@@ -1,0 +1,102 @@
+"""The dual-expert network: explicit routing, SemE untouched, only adapters and Ψ train, merging."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dcm_lightning.errors import UserError
+from dcm_lightning.experts import PSI_MODULES, DualExpertNetwork
+from tests.conftest import make_random_teacher
+
+
+@pytest.fixture
+def network():
+    return make_random_teacher().network
+
+
+def _inputs(seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, 3, 8, 32, 32, generator=generator)
+    return (
+        x,
+        torch.tensor([900.0, 300.0]),
+        torch.randn(2, 8, 64, generator=generator),
+        torch.ones(2, 8, dtype=torch.bool),
+    )
+
+
+def _perturb(parameters) -> None:
+    with torch.no_grad():
+        for parameter in parameters:
+            parameter.add_(torch.randn_like(parameter) * 0.05)
+
+
+def test_the_semantic_path_is_the_semantic_network_before_and_after_training_the_detail_path(network):
+    inputs = _inputs()
+    before = network(*inputs).clone()
+    experts = DualExpertNetwork(network, PSI_MODULES["tiny"], lora_rank=4, lora_alpha=8)
+    optimizer = torch.optim.AdamW(experts.trainable_parameters(), lr=1e-2)
+    for _ in range(3):
+        optimizer.zero_grad()
+        experts(*inputs, expert="detail").square().mean().backward()
+        optimizer.step()
+    assert torch.equal(experts(*inputs, expert="semantic"), before)
+    assert not torch.equal(experts(*inputs, expert="detail"), before), "the detail expert trained"
+
+
+def test_with_fresh_adapters_and_psi_the_detail_path_equals_the_semantic_one(network):
+    experts = DualExpertNetwork(network, PSI_MODULES["tiny"], lora_rank=4, lora_alpha=8)
+    inputs = _inputs()
+    torch.testing.assert_close(experts(*inputs, expert="detail"), experts(*inputs, expert="semantic"))
+
+
+def test_only_adapters_and_psi_are_trainable_and_they_are_chosen_by_name(network):
+    experts = DualExpertNetwork(network, PSI_MODULES["tiny"], lora_rank=4, lora_alpha=8)
+    names = experts.trainable_names()
+    assert names and all("lora_" in n or n.startswith("psi.") for n in names)
+    assert {n.split(".")[1] for n in names if n.startswith("psi.")} == set(PSI_MODULES["tiny"])
+    experts(*_inputs(), expert="semantic")  # switching experts leaves the selection alone
+    assert [n for n, p in experts.named_parameters() if p.requires_grad] == names
+    assert 0 < experts.trainable_fraction() < 0.5
+
+
+def test_trainable_weights_round_trip_and_merge_into_a_plain_network(network):
+    experts = DualExpertNetwork(network, PSI_MODULES["tiny"], lora_rank=4, lora_alpha=8)
+    _perturb(experts.trainable_parameters())
+    inputs = _inputs()
+    expected = experts(*inputs, expert="detail")
+    clone = DualExpertNetwork(make_random_teacher().network, PSI_MODULES["tiny"], lora_rank=4, lora_alpha=8)
+    clone.load_trainable_state_dict(experts.trainable_state_dict())
+    torch.testing.assert_close(clone(*inputs, expert="detail"), expected)
+    merged = experts.merged_detail_network()
+    assert not any("lora_" in n for n, _ in merged.named_parameters())
+    torch.testing.assert_close(merged(*inputs), expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(experts(*inputs, expert="detail"), expected)  # merging copied
+
+
+def test_the_full_parameter_detail_expert_trains_a_whole_copy(network):
+    experts = DualExpertNetwork(network, PSI_MODULES["tiny"], mode="full")
+    assert sum(p.numel() for p in experts.trainable_parameters()) == sum(p.numel() for p in network.parameters())
+    assert experts.trainable_fraction() == pytest.approx(1.0)
+
+
+def test_bad_settings_are_refused(network):
+    with pytest.raises(UserError, match="not top-level modules"):
+        DualExpertNetwork(network, ["no_such_layer"])
+    with pytest.raises(UserError, match="LoRA targets"):
+        DualExpertNetwork(network, PSI_MODULES["tiny"], lora_targets=["no_such_projection"])
+
+
+def test_without_an_expert_each_sample_is_routed_by_its_timestep(network):
+    experts = DualExpertNetwork(network, PSI_MODULES["tiny"], lora_rank=4, lora_alpha=8, boundary_timestep=500.0)
+    _perturb(experts.trainable_parameters())
+    x, timestep, text, mask = _inputs()  # timesteps 900 (semantic) and 300 (detail)
+    routed, features = experts(x, timestep, text, mask, feature_blocks=[0])
+    semantic, semantic_features = experts(
+        x[:1], timestep[:1], text[:1], mask[:1], expert="semantic", feature_blocks=[0]
+    )
+    detail = experts(x[1:], timestep[1:], text[1:], mask[1:], expert="detail")
+    torch.testing.assert_close(routed[:1], semantic)
+    torch.testing.assert_close(routed[1:], detail)
+    torch.testing.assert_close(features[0][:1], semantic_features[0])
