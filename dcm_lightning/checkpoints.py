@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from dcm_lightning.diffusion import sigma_at, teacher_sigmas
-from dcm_lightning.diffusion.phases import CLEAN_INDEX
+from dcm_lightning.diffusion.phases import CLEAN_INDEX, schedule_indices
 from dcm_lightning.errors import UserError
 from dcm_lightning.teachers.base import VideoTeacher
 from dcm_lightning.teachers.tiny import SHIPPED_TINY_TEACHER, TinyTeacher
@@ -108,13 +108,21 @@ class Generator:
 def load_generator(path: str | Path | None, steps: int | None = None, guidance_scale: float | None = None) -> Generator:
     """A teacher (default: its N steps and own guidance) or a distilled student (default 4 steps on its
     own schedule; guidance is distilled into it, so a guidance scale is refused)."""
-    if is_student_checkpoint(path):
+    from dcm_lightning.students import is_student_folder, load_student
+
+    student_folder = path is not None and is_student_folder(path)
+    if student_folder or is_student_checkpoint(path):
         if guidance_scale is not None:
             raise UserError("guidance is distilled into a student; --guidance-scale applies to teachers only.")
-        module, _ = student_module_from_checkpoint(path)
-        indices = module.sampling_indices(steps or module.hparams.val_steps)
-        sigmas = sigma_at(torch.tensor([*indices, CLEAN_INDEX]), module.student.num_steps, module.student.shift)
-        return Generator(module.student, sigmas, 1.0, "student")
+        if student_folder:
+            student, config = load_student(path)
+            indices = schedule_indices(config["schedule"], student.num_steps, steps or config["default_steps"])
+        else:
+            module, _ = student_module_from_checkpoint(path)
+            student = module.student
+            indices = module.sampling_indices(steps or module.hparams.val_steps)
+        sigmas = sigma_at(torch.tensor([*indices, CLEAN_INDEX]), student.num_steps, student.shift)
+        return Generator(student, sigmas, 1.0, "student")
     teacher = load_teacher(path)
     scale = teacher.guidance_scale if guidance_scale is None else guidance_scale
     return Generator(teacher, teacher_sigmas(steps or teacher.num_steps, teacher.shift), scale, "teacher")

@@ -26,10 +26,6 @@ from dcm_lightning.errors import UserError
 
 Expert = Literal["semantic", "detail"]
 
-# Ψ: the layers that see the timestep (or are the output head), per teacher architecture.
-PSI_MODULES: dict[str, tuple[str, ...]] = {
-    "tiny": ("time_embedder", "pooled_text_embedder", "norm_out_modulation", "proj_out", "input_skip", "refine"),
-}
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 
 
@@ -58,6 +54,14 @@ class DualExpertNetwork(nn.Module):
     ) -> None:
         super().__init__()
         self.boundary_timestep = boundary_timestep
+        self.settings = {
+            "psi": list(psi),
+            "lora_rank": lora_rank,
+            "lora_alpha": lora_alpha,
+            "lora_targets": list(lora_targets),
+            "mode": mode,
+            "boundary_timestep": boundary_timestep,
+        }  # what rebuilds this wrapper around a fresh network (see students.py)
         if mode not in ("lora", "full"):
             raise UserError(f"the detail expert mode must be 'lora' or 'full', got {mode!r}.")
         self.mode = mode

@@ -6,8 +6,11 @@ import pytest
 import torch
 
 from dcm_lightning.errors import UserError
-from dcm_lightning.experts import PSI_MODULES, DualExpertNetwork
+from dcm_lightning.experts import DualExpertNetwork
+from dcm_lightning.teachers.tiny import TinyTeacher
 from tests.conftest import make_random_teacher
+
+PSI = TinyTeacher.psi_modules
 
 
 @pytest.fixture
@@ -35,7 +38,7 @@ def _perturb(parameters) -> None:
 def test_the_semantic_path_is_the_semantic_network_before_and_after_training_the_detail_path(network):
     inputs = _inputs()
     before = network(*inputs).clone()
-    experts = DualExpertNetwork(network, PSI_MODULES["tiny"], lora_rank=4, lora_alpha=8)
+    experts = DualExpertNetwork(network, PSI, lora_rank=4, lora_alpha=8)
     optimizer = torch.optim.AdamW(experts.trainable_parameters(), lr=1e-2)
     for _ in range(3):
         optimizer.zero_grad()
@@ -46,27 +49,27 @@ def test_the_semantic_path_is_the_semantic_network_before_and_after_training_the
 
 
 def test_with_fresh_adapters_and_psi_the_detail_path_equals_the_semantic_one(network):
-    experts = DualExpertNetwork(network, PSI_MODULES["tiny"], lora_rank=4, lora_alpha=8)
+    experts = DualExpertNetwork(network, PSI, lora_rank=4, lora_alpha=8)
     inputs = _inputs()
     torch.testing.assert_close(experts(*inputs, expert="detail"), experts(*inputs, expert="semantic"))
 
 
 def test_only_adapters_and_psi_are_trainable_and_they_are_chosen_by_name(network):
-    experts = DualExpertNetwork(network, PSI_MODULES["tiny"], lora_rank=4, lora_alpha=8)
+    experts = DualExpertNetwork(network, PSI, lora_rank=4, lora_alpha=8)
     names = experts.trainable_names()
     assert names and all("lora_" in n or n.startswith("psi.") for n in names)
-    assert {n.split(".")[1] for n in names if n.startswith("psi.")} == set(PSI_MODULES["tiny"])
+    assert {n.split(".")[1] for n in names if n.startswith("psi.")} == set(PSI)
     experts(*_inputs(), expert="semantic")  # switching experts leaves the selection alone
     assert [n for n, p in experts.named_parameters() if p.requires_grad] == names
     assert 0 < experts.trainable_fraction() < 0.5
 
 
 def test_trainable_weights_round_trip_and_merge_into_a_plain_network(network):
-    experts = DualExpertNetwork(network, PSI_MODULES["tiny"], lora_rank=4, lora_alpha=8)
+    experts = DualExpertNetwork(network, PSI, lora_rank=4, lora_alpha=8)
     _perturb(experts.trainable_parameters())
     inputs = _inputs()
     expected = experts(*inputs, expert="detail")
-    clone = DualExpertNetwork(make_random_teacher().network, PSI_MODULES["tiny"], lora_rank=4, lora_alpha=8)
+    clone = DualExpertNetwork(make_random_teacher().network, PSI, lora_rank=4, lora_alpha=8)
     clone.load_trainable_state_dict(experts.trainable_state_dict())
     torch.testing.assert_close(clone(*inputs, expert="detail"), expected)
     merged = experts.merged_detail_network()
@@ -76,7 +79,7 @@ def test_trainable_weights_round_trip_and_merge_into_a_plain_network(network):
 
 
 def test_the_full_parameter_detail_expert_trains_a_whole_copy(network):
-    experts = DualExpertNetwork(network, PSI_MODULES["tiny"], mode="full")
+    experts = DualExpertNetwork(network, PSI, mode="full")
     assert sum(p.numel() for p in experts.trainable_parameters()) == sum(p.numel() for p in network.parameters())
     assert experts.trainable_fraction() == pytest.approx(1.0)
 
@@ -85,11 +88,11 @@ def test_bad_settings_are_refused(network):
     with pytest.raises(UserError, match="not top-level modules"):
         DualExpertNetwork(network, ["no_such_layer"])
     with pytest.raises(UserError, match="LoRA targets"):
-        DualExpertNetwork(network, PSI_MODULES["tiny"], lora_targets=["no_such_projection"])
+        DualExpertNetwork(network, PSI, lora_targets=["no_such_projection"])
 
 
 def test_without_an_expert_each_sample_is_routed_by_its_timestep(network):
-    experts = DualExpertNetwork(network, PSI_MODULES["tiny"], lora_rank=4, lora_alpha=8, boundary_timestep=500.0)
+    experts = DualExpertNetwork(network, PSI, lora_rank=4, lora_alpha=8, boundary_timestep=500.0)
     _perturb(experts.trainable_parameters())
     x, timestep, text, mask = _inputs()  # timesteps 900 (semantic) and 300 (detail)
     routed, features = experts(x, timestep, text, mask, feature_blocks=[0])

@@ -92,3 +92,17 @@ def dual_expert_step_indices(kappa: int, grid_steps: int, semantic_steps: int, d
     return uniform_step_indices(semantic_segment(kappa, grid_steps), semantic_steps) + uniform_step_indices(
         detail_segment(kappa, grid_steps), detail_steps
     )
+
+
+def schedule_indices(rule: dict, grid_steps: int, num_steps: int) -> list[int]:
+    """A student's ``num_steps`` schedule from its stored rule — ``{"rule": "dual_expert",
+    "boundary_index": κ}`` (SemE / DCM) or ``{"rule": "phased", "num_phases": P}`` (LCM / PCM) — so a
+    training module and an exported student sample the same grid points."""
+    if rule["rule"] == "dual_expert":
+        if num_steps < 2:
+            raise UserError(f"a dual-expert schedule needs at least 2 steps (one per expert), got {num_steps}.")
+        semantic = num_steps // 2
+        return dual_expert_step_indices(rule["boundary_index"], grid_steps, semantic, num_steps - semantic)
+    if rule["rule"] == "phased":
+        return phased_step_indices(whole_trajectory(grid_steps, rule["num_phases"]), num_steps)
+    raise UserError(f"unknown sampling schedule {rule['rule']!r}.")

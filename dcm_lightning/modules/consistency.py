@@ -21,13 +21,7 @@ from dcm_lightning.data.moving_shapes import TextCondition
 from dcm_lightning.data.trajectory_cache import module_fingerprint
 from dcm_lightning.diffusion import sigma_at
 from dcm_lightning.diffusion.consistency import Denoiser, consistency_target, jump
-from dcm_lightning.diffusion.phases import (
-    Segment,
-    dual_expert_step_indices,
-    phased_step_indices,
-    semantic_segment,
-    whole_trajectory,
-)
+from dcm_lightning.diffusion.phases import Segment, schedule_indices, semantic_segment, whole_trajectory
 from dcm_lightning.errors import UserError
 from dcm_lightning.evaluation.sample_check import log_sample_check
 from dcm_lightning.losses import pseudo_huber, temporal_coherence
@@ -117,9 +111,13 @@ class ConsistencyDistillationModule(L.LightningModule):
         """The grid points this student is trained on and where each phase ends."""
         raise NotImplementedError
 
+    def schedule_rule(self) -> dict:
+        """How this student's sampler places its steps (see ``schedule_indices``); saved on export."""
+        raise NotImplementedError
+
     def sampling_indices(self, num_steps: int) -> list[int]:
         """The grid indices a ``num_steps`` sampler of this student visits (then σ = 0)."""
-        raise NotImplementedError
+        return schedule_indices(self.schedule_rule(), self.teacher.num_steps, num_steps)
 
     def training_indices(self) -> list[int]:
         """Grid indices n the data module draws training states at; each needs the state at n − 1 too."""
@@ -222,12 +220,9 @@ class SemEModule(ConsistencyDistillationModule):
     def training_segment(self) -> Segment:
         return semantic_segment(self.boundary_index, self.teacher.num_steps, self.num_phases)
 
-    def sampling_indices(self, num_steps: int) -> list[int]:
+    def schedule_rule(self) -> dict:
         # DCM's split schedule; until a detail expert exists, this student also runs the detail steps.
-        if num_steps < 2:
-            raise UserError(f"a dual-expert schedule needs at least 2 steps (one per expert), got {num_steps}.")
-        semantic = num_steps // 2
-        return dual_expert_step_indices(self.boundary_index, self.teacher.num_steps, semantic, num_steps - semantic)
+        return {"rule": "dual_expert", "boundary_index": self.boundary_index}
 
 
 class PhasedConsistencyModule(ConsistencyDistillationModule):
@@ -245,5 +240,5 @@ class PhasedConsistencyModule(ConsistencyDistillationModule):
     def training_segment(self) -> Segment:
         return whole_trajectory(self.teacher.num_steps, self.num_phases)
 
-    def sampling_indices(self, num_steps: int) -> list[int]:
-        return phased_step_indices(self.segment, num_steps)
+    def schedule_rule(self) -> dict:
+        return {"rule": "phased", "num_phases": self.num_phases}

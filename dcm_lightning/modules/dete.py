@@ -14,9 +14,9 @@ from dcm_lightning.checkpoints import MODULE_KEY, read_lightning_checkpoint
 from dcm_lightning.data.trajectory_cache import module_fingerprint
 from dcm_lightning.diffusion import renoise
 from dcm_lightning.diffusion.consistency import jump
-from dcm_lightning.diffusion.phases import Segment, detail_segment, dual_expert_step_indices
+from dcm_lightning.diffusion.phases import Segment, detail_segment
 from dcm_lightning.errors import UserError
-from dcm_lightning.experts import LORA_TARGETS, PSI_MODULES, DualExpertNetwork
+from dcm_lightning.experts import LORA_TARGETS, DualExpertNetwork
 from dcm_lightning.losses import (
     feature_matching,
     hinge_discriminator_loss,
@@ -101,7 +101,7 @@ class DetEModule(ConsistencyDistillationModule):
         sigma_b = self.sigma(torch.tensor(self.boundary_index)).cpu()
         student.network = DualExpertNetwork(
             student.network,
-            PSI_MODULES["tiny"],
+            self.teacher.psi_modules,
             lora_rank=self.hparams.lora_rank,
             lora_alpha=self.hparams.lora_alpha,
             lora_targets=list(self.hparams.lora_targets),
@@ -116,11 +116,8 @@ class DetEModule(ConsistencyDistillationModule):
     def training_segment(self) -> Segment:
         return detail_segment(self.boundary_index, self.teacher.num_steps)
 
-    def sampling_indices(self, num_steps: int) -> list[int]:
-        if num_steps < 2:
-            raise UserError(f"a dual-expert schedule needs at least 2 steps (one per expert), got {num_steps}.")
-        semantic = num_steps // 2
-        return dual_expert_step_indices(self.boundary_index, self.teacher.num_steps, semantic, num_steps - semantic)
+    def schedule_rule(self) -> dict:
+        return {"rule": "dual_expert", "boundary_index": self.boundary_index}
 
     # ---- one generator step, then one discriminator step ---------------------------------------------
 

@@ -27,6 +27,7 @@ class VideoTeacher(Protocol):
     num_steps: int
     shift: float
     guidance_scale: float
+    psi_modules: tuple[str, ...]  # top-level timestep-dependent layers the detail expert copies (Ψ)
 
     def encode_prompts(self, prompts: Sequence[str]) -> Any: ...
 

@@ -30,6 +30,9 @@ class TinyTeacher(nn.Module):
     """Flow-matching adapter around TinyVideoDiT: network v → (x̂0, ε̂), with classifier-free guidance."""
 
     parameterization = FlowMatching()
+    # Ψ: the network's top-level layers that see the timestep (or are the output head); the detail
+    # expert trains fresh copies of them. Each teacher adapter names its own architecture's.
+    psi_modules = ("time_embedder", "pooled_text_embedder", "norm_out_modulation", "proj_out", "input_skip", "refine")
 
     def __init__(
         self,

@@ -8,33 +8,51 @@ from pathlib import Path
 
 import torch
 
-from dcm_lightning.checkpoints import teacher_module_from_checkpoint
+from dcm_lightning.checkpoints import (
+    is_student_checkpoint,
+    student_module_from_checkpoint,
+    teacher_module_from_checkpoint,
+)
+from dcm_lightning.students import export_student
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m dcm_lightning export",
-        description="Export a TeacherModule checkpoint's EMA weights as OUT/model.safetensors plus "
-        "OUT/config.json (architecture, shift, guidance, clip geometry, provenance); `sample "
-        "--checkpoint OUT` and every later stage load that folder without the training config.",
+        description="Export a training checkpoint as a self-contained folder: OUT/model.safetensors plus "
+        "OUT/config.json. A TeacherModule checkpoint gives its EMA teacher (architecture, shift, guidance, "
+        "clip geometry, provenance); a distilled student's (SemE, LCM/PCM, DetE) gives the student with its "
+        "sampling schedule — for DCM the semantic expert plus the detail expert's adapters and Ψ. `sample "
+        "--checkpoint OUT` loads either without the training config.",
     )
-    parser.add_argument("--checkpoint", required=True, help="a .ckpt written by `fit` with a TeacherModule")
+    parser.add_argument("--checkpoint", required=True, help="a .ckpt written by `fit`")
     parser.add_argument("--out", required=True, help="output folder (created; files in it are replaced)")
     parser.add_argument(
-        "--dtype", choices=("float16", "float32"), default="float16", help="stored weight precision (default float16)"
+        "--dtype",
+        choices=("float16", "float32"),
+        default=None,
+        help="stored weight precision (default: float16 for a teacher, float32 for a student)",
     )
     return parser
 
 
 def main(argv: Sequence[str]) -> None:
     args = build_parser().parse_args(argv)
-    module, checkpoint = teacher_module_from_checkpoint(args.checkpoint)
+    student = is_student_checkpoint(args.checkpoint)
+    if student:
+        module, checkpoint = student_module_from_checkpoint(args.checkpoint)
+    else:
+        module, checkpoint = teacher_module_from_checkpoint(args.checkpoint)
+    dtype = args.dtype or ("float32" if student else "float16")
     provenance = {
         "source_checkpoint": Path(args.checkpoint).name,
         "global_step": int(checkpoint.get("global_step", 0)),
-        "weights": "exponential moving average",
-        "stored_dtype": args.dtype,
+        "weights": "student" if student else "exponential moving average",
+        "stored_dtype": dtype,
         "hyper_parameters": {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")},
     }
-    module.teacher(use_ema=True).save_pretrained(args.out, provenance, dtype=getattr(torch, args.dtype))
+    if student:
+        export_student(module, args.out, provenance, dtype=getattr(torch, dtype))
+    else:
+        module.teacher(use_ema=True).save_pretrained(args.out, provenance, dtype=getattr(torch, dtype))
     print(f"exported step {provenance['global_step']} to {args.out}/ (config.json, model.safetensors)")

@@ -109,3 +109,25 @@ def test_the_full_parameter_detail_expert_trains_too(chained, tmp_path):
     config = dete_config(root, "dete_full", semantic, 2, detail_mode="full")
     main(["fit", "--config", str(config)])
     assert len(logged(root / "dete_full", "train/d_loss")) == 1
+
+
+def test_an_exported_dcm_student_reproduces_the_training_time_sampler(chained, tmp_path):
+    from dcm_lightning.checkpoints import load_generator
+    from dcm_lightning.sampling import sample_teacher, seeded_noise
+
+    root, _ = chained
+    checkpoint = next((root / "dete" / "checkpoints").glob("*step=4.ckpt"))
+    main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "student")])
+    assert not any(path.suffix == ".yaml" for path in (tmp_path / "student").iterdir())
+    videos = []
+    for source in (checkpoint, tmp_path / "student"):
+        for steps in (4, 6):  # 2 + 2 and 3 + 3 on the 10-step test grid
+            generator = load_generator(source, steps)
+            noise = seeded_noise([3, 4], generator.model.latent_shape())
+            condition = generator.model.encode_prompts(
+                ["a plain red circle moving up", "a striped cyan square moving left"]
+            )
+            videos.append(sample_teacher(generator.model, noise, condition, generator.sigmas, generator.guidance_scale))
+    torch.testing.assert_close(videos[2], videos[0], rtol=0, atol=0)
+    torch.testing.assert_close(videos[3], videos[1], rtol=0, atol=0)
+    assert not torch.equal(videos[0], videos[1]), "4 and 6 steps are different schedules"
