@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import lightning as L
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader
 
+from dcm_lightning.data.loaders import stream_loader, validation_prompts
 from dcm_lightning.data.moving_shapes import MovingShapesSpec
-from dcm_lightning.data.moving_shapes.datasets import MovingShapesClips, PromptCase, prompt_suite
+from dcm_lightning.data.moving_shapes.datasets import MovingShapesClips
 from dcm_lightning.errors import UserError
-
-
-class PromptCases(Dataset):
-    def __init__(self, cases: list[PromptCase]) -> None:
-        self.cases = cases
-
-    def __len__(self) -> int:
-        return len(self.cases)
-
-    def __getitem__(self, index: int) -> dict:
-        case = self.cases[index]
-        return {"prompt": case.prompt, "seed": case.seed}
 
 
 class MovingShapesDataModule(L.LightningDataModule):
@@ -59,15 +48,7 @@ class MovingShapesDataModule(L.LightningDataModule):
         start = trainer.global_step * trainer.accumulate_grad_batches * self.batch_size if trainer else 0
         if start >= len(clips):
             raise UserError(f"num_train_clips = {len(clips)} is used up at step {trainer.global_step}; raise it.")
-        return DataLoader(
-            Subset(clips, range(start, len(clips))),
-            batch_size=self.batch_size,
-            shuffle=False,  # clips are i.i.d. draws already; a fixed order makes resume exact
-            num_workers=self.num_workers,
-            drop_last=True,
-            persistent_workers=self.num_workers > 0,
-        )
+        return stream_loader(clips, range(start, len(clips)), self.batch_size, self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
-        cases = prompt_suite(self.num_val_prompts, 1, base_seed=self.seed + 1)
-        return DataLoader(PromptCases(cases), batch_size=self.num_val_prompts)
+        return validation_prompts(self.num_val_prompts, self.seed + 1)

@@ -17,12 +17,12 @@ from typing import Literal, Protocol
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 
 from dcm_lightning.data.latent_folder import LatentFolder, write_moving_shapes_latents
-from dcm_lightning.data.moving_shapes.datasets import prompt_suite, training_suite
+from dcm_lightning.data.loaders import stream_loader, validation_prompts
+from dcm_lightning.data.moving_shapes.datasets import training_suite
 from dcm_lightning.data.moving_shapes.render import clip_seed
-from dcm_lightning.data.moving_shapes_datamodule import PromptCases
 from dcm_lightning.data.trajectory_cache import TrajectoryCache, cache_spec
 from dcm_lightning.diffusion import sigma_at
 from dcm_lightning.diffusion.phases import CLEAN_INDEX
@@ -251,18 +251,10 @@ class TrajectoryDataModule(L.LightningDataModule):
         batches = trainer.global_step // getattr(consumer, "optimizer_steps_per_batch", 1)
         start = batches * per_step + strategy.global_rank * self.batch_size
         rank_items = _RankInterleaved(range(start, STREAM_LENGTH), self.batch_size, strategy.world_size)
-        return DataLoader(
-            Subset(dataset, rank_items),
-            batch_size=self.batch_size,
-            shuffle=False,
-            num_workers=self.num_workers,
-            drop_last=True,
-            persistent_workers=self.num_workers > 0,
-        )
+        return stream_loader(dataset, rank_items, self.batch_size, self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
-        cases = prompt_suite(self.num_val_prompts, 1, base_seed=self.seed + 1)
-        return DataLoader(PromptCases(cases), batch_size=self.num_val_prompts)
+        return validation_prompts(self.num_val_prompts, self.seed + 1)
 
 
 class _RankInterleaved:

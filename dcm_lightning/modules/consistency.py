@@ -4,7 +4,8 @@
 the student initialized from it, the stop-gradient target network, the pseudo-Huber and temporal
 coherence losses, AdamW and the validation samples. Its subclasses only say which grid points the
 student owns and how it samples: ``SemEModule`` (DCM's semantic expert on (σ_b, 1]) and
-``PhasedConsistencyModule`` (the LCM / PCM baselines over the whole trajectory).
+``PhasedConsistencyModule`` (the LCM / PCM baselines over the whole trajectory). ``DetEModule``
+(dete.py) adds its adversarial step on top of the same consistency step.
 """
 
 from __future__ import annotations

@@ -1,0 +1,40 @@
+"""DataLoaders every data module builds the same way: a fixed-order training stream that resumes
+exactly, and the fixed prompt suite sampled at validation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from dcm_lightning.data.moving_shapes.datasets import PromptCase, prompt_suite
+
+
+class PromptCases(Dataset):
+    def __init__(self, cases: list[PromptCase]) -> None:
+        self.cases = cases
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def __getitem__(self, index: int) -> dict:
+        case = self.cases[index]
+        return {"prompt": case.prompt, "seed": case.seed}
+
+
+def stream_loader(dataset: Dataset, items: Sequence[int], batch_size: int, num_workers: int) -> DataLoader:
+    """Batches of ``dataset[items[0]], dataset[items[1]], …`` in that order: no shuffling, since the
+    items are random draws already and a fixed order lets a resumed run start at the next one."""
+    return DataLoader(
+        Subset(dataset, items),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        drop_last=True,
+        persistent_workers=num_workers > 0,
+    )
+
+
+def validation_prompts(num_prompts: int, seed: int) -> DataLoader:
+    """One batch of the validation prompt suite (one noise seed per prompt)."""
+    return DataLoader(PromptCases(prompt_suite(num_prompts, 1, base_seed=seed)), batch_size=num_prompts)
