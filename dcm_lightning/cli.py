@@ -20,13 +20,14 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
 def _tools() -> dict[str, tuple[str, Callable[[Sequence[str]], None]]]:
     # Imported lazily so that `fit` does not pay for the tools' imports and vice versa.
-    from dcm_lightning.tools import cache, export, sample, teacher_eval
+    from dcm_lightning.tools import cache, compare, export, sample, teacher_eval
 
     return {
         "sample": ("generate videos (mp4 + png frame grid) from prompts", sample.main),
         "cache": ("build, resume or repair the teacher-trajectory cache of a distillation config", cache.main),
         "export": ("turn a training checkpoint into a self-contained pretrained folder", export.main),
         "teacher-eval": ("oracle attribute accuracies of a teacher's samples on a prompt suite", teacher_eval.main),
+        "compare": ("several teachers and students on one prompt suite: accuracies and time", compare.main),
     }
 
 

@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from collections.abc import Sequence
 from pathlib import Path
-
-import torch
-from tqdm.auto import tqdm
 
 from dcm_lightning.checkpoints import load_generator
 from dcm_lightning.data.moving_shapes import all_attributes
 from dcm_lightning.data.moving_shapes.datasets import prompt_suite
 from dcm_lightning.errors import UserError
-from dcm_lightning.evaluation.oracle_accuracy import oracle_accuracy
+from dcm_lightning.evaluation.suite import evaluate_on_suite
 from dcm_lightning.media import write_png_grid
-from dcm_lightning.sampling import sample_teacher, seeded_noise
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,33 +47,17 @@ def main(argv: Sequence[str]) -> None:
             f"--num-prompts must be in 1..{combinations} (the attribute combinations), got {args.num_prompts}."
         )
     generator = load_generator(args.checkpoint, args.steps, args.guidance_scale)
-    model, steps, scale = generator.model, generator.steps, generator.guidance_scale
     cases = prompt_suite(args.num_prompts, args.seeds_per_prompt, args.suite_seed)
-
-    videos = []
-    start = time.perf_counter()
-    for first in tqdm(range(0, len(cases), args.batch_size), desc=f"{generator.kind} {steps} steps", unit="batch"):
-        batch = cases[first : first + args.batch_size]
-        noise = seeded_noise([c.seed for c in batch], model.latent_shape())
-        condition = model.encode_prompts([c.prompt for c in batch])
-        videos.append(model.decode(sample_teacher(model, noise, condition, generator.sigmas, scale)))
-    seconds = time.perf_counter() - start
-    videos = torch.cat(videos)
-    scores = oracle_accuracy(videos, [c.attributes for c in cases], model.spec)
+    scores, videos = evaluate_on_suite(generator, cases, args.batch_size)
     report = {
-        **{k: round(v, 4) for k, v in scores.items()},
-        "n_videos": len(cases),
-        "steps": steps,
-        "guidance_scale": scale,
-        "shift": model.shift,
+        **scores,
+        "shift": generator.model.shift,
         "suite": {
             "num_prompts": args.num_prompts,
             "seeds_per_prompt": args.seeds_per_prompt,
             "suite_seed": args.suite_seed,
         },
         "model": f"{generator.kind}: {args.checkpoint or 'shipped tiny teacher'}",
-        "seconds_per_video": round(seconds / len(cases), 4),
-        "threads": torch.get_num_threads(),
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -131,3 +131,28 @@ def test_an_exported_dcm_student_reproduces_the_training_time_sampler(chained, t
     torch.testing.assert_close(videos[2], videos[0], rtol=0, atol=0)
     torch.testing.assert_close(videos[3], videos[1], rtol=0, atol=0)
     assert not torch.equal(videos[0], videos[1]), "4 and 6 steps are different schedules"
+
+
+def test_compare_puts_teacher_and_dcm_student_side_by_side(chained, tmp_path, capsys):
+    import json
+
+    root, _ = chained
+    checkpoint = next((root / "dete" / "checkpoints").glob("*step=4.ckpt"))
+    out = tmp_path / "summary.json"
+    main(
+        ["compare", "--model", f"teacher={root / 'teacher'}", "--model", f"dcm-4={checkpoint}:4"]
+        + ["--num-prompts", "3", "--seeds-per-prompt", "1", "--out", str(out)]
+    )
+    models = json.loads(out.read_text())["models"]
+    assert models["teacher"]["steps"] == 10 and models["dcm-4"]["steps"] == 4
+    assert all(models[m]["n_videos"] == 3 for m in models)
+    assert "| dcm-4 |" in capsys.readouterr().out
+
+
+def test_compare_model_specs():
+    from dcm_lightning.tools.compare import parse_model
+
+    assert parse_model("teacher-50=shipped:50") == ("teacher-50", None, 50)
+    assert parse_model("x=runs/a:b/last.ckpt") == ("x", "runs/a:b/last.ckpt", None)
+    with pytest.raises(UserError, match="LABEL=PATH"):
+        parse_model("no-label")
