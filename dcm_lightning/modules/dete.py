@@ -125,10 +125,8 @@ class DetEModule(ConsistencyDistillationModule):
         """Fake and real re-noised with the same ε to a σ_adv drawn from the detail range, at or
         above each sample's phase end: (fake with gradient, real without, σ_adv)."""
         generator = step_generator(self._seed, self.global_step)
-        batch = step.student_end.shape[0]
-        low = torch.tensor([self.segment.end + 1] * batch)  # the first grid point above σ = 0
-        draw = low + (torch.rand(batch, generator=generator) * (self.boundary_index + 1 - low)).long()
-        sigma_adv = torch.maximum(self.sigma(draw), step.sigma_end)
+        draw = torch.randint(0, self.boundary_index + 1, (step.student_end.shape[0],), generator=generator)
+        sigma_adv = torch.maximum(self.sigma(draw), step.sigma_end)  # grid points 0..κ of the detail range
         eps = torch.randn(step.student_end.shape, generator=generator).to(step.student_end)
         if self.hparams.real_source == "target":
             real_end = step.target

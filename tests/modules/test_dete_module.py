@@ -75,6 +75,20 @@ def test_one_dete_step_runs_the_teacher_once_on_fake_and_once_on_real(chained, t
     assert calls == [True, False], "fake features with gradient, real features without, nothing else"
 
 
+def test_the_ema_student_can_be_the_discriminators_real(chained):
+    root, semantic = chained
+    with pytest.raises(UserError, match="needs target_network: ema"):
+        DetEModule(semantic_checkpoint=str(semantic), real_source="ema")
+    module = DetEModule(semantic_checkpoint=str(semantic), lora_rank=4, real_source="ema", target_network="ema")
+    data = TrajectoryDataModule(cache_dir=str(root / "cache"), num_trajectories=8, samples_per_shard=4)
+    pairs = CachedPairs(data.prepare_cache(module), module.training_indices(), seed=0)
+    batch = {k: torch.stack([torch.as_tensor(pairs[i][k]) for i in range(2)]) for k in pairs[0]}
+    before = [p.clone() for p in module.target_ema.average.network.trainable_parameters()]
+    _manual_optimization_harness(module)(batch)
+    after = module.target_ema.average.network.trainable_parameters()
+    assert any(not torch.equal(a, b) for a, b in zip(after, before, strict=True)), "the EMA student follows"
+
+
 def _manual_optimization_harness(module):
     """Run ``training_step`` outside a Trainer: optimizers and the Lightning hooks it calls."""
     optimizers = module.configure_optimizers()
