@@ -20,7 +20,7 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
 def _tools() -> dict[str, tuple[str, Callable[[Sequence[str]], None]]]:
     # Imported lazily so that `fit` does not pay for the tools' imports and vice versa.
-    from dcm_lightning.tools import cache, compare, export, sample, teacher_eval
+    from dcm_lightning.tools import cache, compare, export, sample, teacher_eval, vbench_score
 
     return {
         "sample": ("generate videos (mp4 + png frame grid) from prompts", sample.main),
@@ -28,6 +28,7 @@ def _tools() -> dict[str, tuple[str, Callable[[Sequence[str]], None]]]:
         "export": ("turn a training checkpoint into a self-contained pretrained folder", export.main),
         "teacher-eval": ("oracle attribute accuracies of a teacher's samples on a prompt suite", teacher_eval.main),
         "compare": ("several teachers and students on one prompt suite: accuracies and time", compare.main),
+        "vbench-score": ("VBench Total/Quality/Semantic from VBench's per-dimension result files", vbench_score.main),
     }
 
 
