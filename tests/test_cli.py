@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dcm_lightning", *args], capture_output=True, text=True, cwd=REPO)
+    # From an empty folder, so that the runs/ folders a config names are not made inside the repository.
+    with tempfile.TemporaryDirectory() as folder:
+        command = [sys.executable, "-m", "dcm_lightning", *args]
+        return subprocess.run(command, capture_output=True, text=True, cwd=folder)
 
 
 def test_top_level_help_lists_every_command(capsys):
@@ -47,7 +51,7 @@ def test_a_prompt_word_outside_the_vocabulary_is_one_sentence():
 def test_a_missing_checkpoint_is_one_sentence():
     result = _run("sample", "--checkpoint", "no/such/teacher", "--prompt", "a plain red circle moving up")
     _assert_one_sentence_error(result, "'no/such/teacher' does not exist")
-    result = _run("fit", "--config", "configs/teacher_tiny.yaml", "--ckpt_path", "no/such.ckpt")
+    result = _run("fit", "--config", str(REPO / "configs" / "teacher_tiny.yaml"), "--ckpt_path", "no/such.ckpt")
     _assert_one_sentence_error(result, "no/such.ckpt")
 
 
@@ -64,5 +68,5 @@ def test_an_unknown_command_is_refused():
 
 
 def test_cache_refuses_a_config_that_trains_from_no_cache():
-    result = _run("cache", "--config", "configs/teacher_tiny.yaml")
+    result = _run("cache", "--config", str(REPO / "configs" / "teacher_tiny.yaml"))
     _assert_one_sentence_error(result, "does not train from a trajectory cache")
