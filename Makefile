@@ -4,6 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 TEACHER_RUN := runs/teacher_tiny
+TEACHER_STAGE2 := runs/teacher_tiny_stage2
 TEACHER_OUT := dcm_lightning/teachers/weights/tiny_teacher
 
 .DEFAULT_GOAL := help
@@ -41,10 +42,12 @@ demo: install ## sample the shipped tiny teacher on a few prompts and print orac
 	  --prompt "a striped yellow square moving right" --prompt "a plain green triangle moving down"
 	$(PY) -m dcm_lightning teacher-eval --num-prompts 16 --seeds-per-prompt 1 --out runs/demo/teacher_eval.json
 
-teacher-tiny: install ## retrain the shipped tiny teacher (resumes an interrupted run), then export it
+teacher-tiny: install ## retrain the shipped tiny teacher, both stages (resuming an interrupted run), then export it
 	$(PY) -m dcm_lightning fit --config configs/teacher_tiny.yaml \
 	  $(if $(wildcard $(TEACHER_RUN)/checkpoints/last.ckpt),--ckpt_path $(TEACHER_RUN)/checkpoints/last.ckpt)
-	$(PY) -m dcm_lightning export --checkpoint $(TEACHER_RUN)/checkpoints/last.ckpt --out $(TEACHER_OUT)
+	$(PY) -m dcm_lightning fit --config configs/teacher_tiny_stage2.yaml \
+	  $(if $(wildcard $(TEACHER_STAGE2)/checkpoints/last.ckpt),--ckpt_path $(TEACHER_STAGE2)/checkpoints/last.ckpt)
+	$(PY) -m dcm_lightning export --checkpoint $(TEACHER_STAGE2)/checkpoints/last.ckpt --out $(TEACHER_OUT)
 
 teacher-eval: install ## 50-step oracle accuracies of the shipped teacher -> experiments/teacher_tiny/eval.json
 	$(PY) -m dcm_lightning teacher-eval --num-prompts 64 --seeds-per-prompt 2 \

@@ -11,6 +11,7 @@ from torch import Tensor
 from dcm_lightning.data.moving_shapes import MovingShapesSpec, MovingShapesTextEncoder
 from dcm_lightning.data.moving_shapes.render import spec_from_dict
 from dcm_lightning.diffusion import shifted_sigma, teacher_sigmas
+from dcm_lightning.errors import UserError
 from dcm_lightning.evaluation.sample_check import log_sample_check
 from dcm_lightning.losses import denoising_loss
 from dcm_lightning.networks.ema import ExponentialMovingAverage
@@ -27,8 +28,12 @@ class TeacherModule(L.LightningModule):
         size: TinyVideoDiT size from ``TINY_DIT_SIZES`` ("test", "cpu", "S", "B").
         patch_size: (pt, ph, pw) spatio-temporal patch.
         text_dim: width of the frozen MovingShapes text encoder's word vectors.
-        shift: time shift of the teacher's σ grid; training draws σ = shift(t), t ~ U(0, 1), so the
-            training noise levels follow the sampler's grid density.
+        shift: time shift of the teacher's σ grid (its sampler's noise levels).
+        train_shift: training draws σ = shift(t) with this shift, t ~ U(0, 1); None uses ``shift``, so the
+            training noise levels follow the sampler's grid density; 1.0 draws σ uniformly, which
+            trains the low noise levels (fine texture) more.
+        init_from: a TeacherModule ``.ckpt`` whose network and EMA weights this run starts from (a
+            second training stage); None starts from scratch.
         guidance_scale: classifier-free guidance used when this teacher samples.
         num_steps: N, the teacher's number of sampling steps.
         prompt_dropout: probability of training on the null prompt (enables guidance).
@@ -44,6 +49,8 @@ class TeacherModule(L.LightningModule):
         patch_size: tuple[int, int, int] = (2, 4, 4),
         text_dim: int = 64,
         shift: float = 3.0,
+        train_shift: float | None = None,
+        init_from: str | None = None,
         guidance_scale: float = 4.0,
         num_steps: int = 50,
         prompt_dropout: float = 0.1,
@@ -61,6 +68,17 @@ class TeacherModule(L.LightningModule):
         self.text_encoder = MovingShapesTextEncoder(dim=text_dim)
         self.spec = MovingShapesSpec()
         self._seed = run_seed()
+        if init_from is not None:
+            self._start_from(init_from)
+
+    def _start_from(self, path: str) -> None:
+        from dcm_lightning.checkpoints import read_lightning_checkpoint
+
+        checkpoint = read_lightning_checkpoint(path)
+        try:
+            self.load_state_dict(checkpoint["state_dict"])
+        except (KeyError, RuntimeError):
+            raise UserError(f"{path} is not a checkpoint of a TeacherModule with this architecture.") from None
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -93,7 +111,8 @@ class TeacherModule(L.LightningModule):
         condition = self.text_encoder.encode(prompts).to(self.device)
         t = torch.rand(x0.shape[0], generator=generator)
         eps = torch.randn(x0.shape, generator=generator)
-        sigma = shifted_sigma(t, self.hparams.shift).to(self.device, x0.dtype)
+        train_shift = self.hparams.shift if self.hparams.train_shift is None else self.hparams.train_shift
+        sigma = shifted_sigma(t, train_shift).to(self.device, x0.dtype)
         loss = denoising_loss(
             self.network, TinyTeacher.parameterization, x0, eps.to(x0), sigma, condition.embeds, condition.mask
         )

@@ -94,3 +94,24 @@ def test_a_checkpoint_of_another_architecture_is_refused_in_one_sentence(straigh
     torch.save(checkpoint, tmp_path / "old.ckpt")
     with pytest.raises(UserError, match="another architecture"):
         load_teacher(tmp_path / "old.ckpt")
+
+
+def test_a_second_stage_starts_from_the_first_stages_weights_and_trains_on_its_own_sigmas(
+    straight_and_resumed, tmp_path, monkeypatch
+):
+    from dcm_lightning.errors import UserError
+    from dcm_lightning.modules import teacher as teacher_module
+    from dcm_lightning.modules.teacher import TeacherModule
+
+    checkpoint = next((straight_and_resumed / "straight" / "checkpoints").glob("*step=4.ckpt"))
+    stage2 = TeacherModule(size="test", init_from=str(checkpoint), train_shift=1.0)
+    for key, value in stage2.state_dict().items():
+        torch.testing.assert_close(value, _weights(checkpoint)[key], rtol=0, atol=0, msg=key)
+    shifts = []
+    monkeypatch.setattr(teacher_module, "shifted_sigma", lambda t, shift: shifts.append(shift) or t)
+    batch = {"video": torch.zeros(2, 3, 8, 32, 32), "prompt": ["a plain red circle moving up"] * 2}
+    stage2.training_step(batch, 0)
+    TeacherModule(size="test").training_step(batch, 0)
+    assert shifts == [1.0, 3.0], "train_shift replaces the sampler's shift in training only"
+    with pytest.raises(UserError, match="not a checkpoint of a TeacherModule with this architecture"):
+        TeacherModule(size="cpu", init_from=str(checkpoint))
