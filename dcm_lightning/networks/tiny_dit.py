@@ -56,7 +56,7 @@ INPUT_SKIPS = 2  # σ-scaled copies of the input the output conv sees
 
 TINY_DIT_SIZES: dict[str, dict] = {
     "test": dict(width=32, depth=2, num_heads=2),  # unit tests: milliseconds
-    "cpu": dict(width=128, depth=6, num_heads=4),  # the shipped teacher: ~1.9 M parameters
+    "cpu": dict(width=128, depth=6, num_heads=4),  # the shipped teacher: ~2.0 M parameters
     "S": dict(width=384, depth=12, num_heads=6),  # a GPU size
     "B": dict(width=768, depth=12, num_heads=12),
 }
