@@ -10,6 +10,7 @@ student owns and how it samples: ``SemEModule`` (DCM's semantic expert on (σ_b,
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
 from typing import Literal
 
@@ -56,7 +57,7 @@ def denoiser(model: VideoTeacher, condition: TextCondition, guidance_scale: floa
     return denoise
 
 
-class ConsistencyDistillationModule(L.LightningModule):
+class ConsistencyDistillationModule(L.LightningModule, abc.ABC):
     """A student distilled from a teacher's ODE with the phased consistency target.
 
     Each training batch holds, per sample, a state ``x_n`` at grid index ``n`` (drawn by the data module
@@ -108,13 +109,13 @@ class ConsistencyDistillationModule(L.LightningModule):
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return list(self.student.network.parameters())
 
+    @abc.abstractmethod
     def training_segment(self) -> Segment:
         """The grid points this student is trained on and where each phase ends."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def schedule_rule(self) -> dict:
         """How this student's sampler places its steps (see ``schedule_indices``); saved on export."""
-        raise NotImplementedError
 
     def sampling_indices(self, num_steps: int) -> list[int]:
         """The grid indices a ``num_steps`` sampler of this student visits (then σ = 0)."""
