@@ -8,7 +8,7 @@ TEACHER_STAGE2 := runs/teacher_tiny_stage2
 TEACHER_OUT := dcm_lightning/teachers/weights/tiny_teacher
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-slow lint demo teacher-tiny teacher-eval cache-tiny seme-tiny lcm-tiny pcm-tiny tensorboard clean
+.PHONY: help install test test-slow lint demo teacher-tiny teacher-eval cache-tiny seme-tiny lcm-tiny pcm-tiny dete-tiny dete-full-tiny eval-tiny tensorboard clean
 
 # fit a distillation config, resuming its run when a last.ckpt exists: $(call distill,<config name>)
 distill = $(PY) -m dcm_lightning fit --config configs/$(1).yaml \
@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet --no-deps vbench==0.1.5  # VBench's prompt list only; its evaluators need more
 	touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install the package editable with its dev extras
@@ -36,11 +37,8 @@ lint: install ## ruff: lint and format check
 	$(VENV)/bin/ruff check dcm_lightning tests
 	$(VENV)/bin/ruff format --check dcm_lightning tests
 
-demo: install ## sample the shipped tiny teacher on a few prompts and print oracle accuracies
-	$(PY) -m dcm_lightning sample --steps 50 --out runs/demo/samples \
-	  --prompt "a striped red triangle moving left" --prompt "a plain blue circle moving up" \
-	  --prompt "a striped yellow square moving right" --prompt "a plain green triangle moving down"
-	$(PY) -m dcm_lightning teacher-eval --num-prompts 16 --seeds-per-prompt 1 --out runs/demo/teacher_eval.json
+demo: install ## the whole tiny pipeline (cache -> SemE -> DetE -> 4-step DCM), resuming; ~25 min from nothing
+	$(PY) experiments/demo/run_demo.py
 
 teacher-tiny: install ## retrain the shipped tiny teacher, both stages (resuming an interrupted run), then export it
 	$(PY) -m dcm_lightning fit --config configs/teacher_tiny.yaml \
@@ -64,6 +62,15 @@ lcm-tiny: install ## baseline: LCM (one phase over the whole trajectory) from th
 
 pcm-tiny: install ## baseline: PCM (4 phases over the whole trajectory) from the same cache
 	$(call distill,pcm_tiny)
+
+dete-tiny: install ## DCM's detail expert (LoRA + Psi, GAN) on the semantic expert of `make seme-tiny`
+	$(call distill,dete_tiny)
+
+dete-full-tiny: install ## the ablation's +OD detail expert (a full-parameter second expert)
+	$(call distill,dete_full_tiny)
+
+eval-tiny: install ## MiniBench table of teacher-50, LCM-4, PCM-4, DCM-4, DCM-8 -> experiments/eval_tiny/
+	$(PY) -m dcm_lightning validate --config configs/eval_tiny.yaml
 
 tensorboard: install ## serve the TensorBoard logs under runs/
 	$(VENV)/bin/tensorboard --logdir runs

@@ -20,7 +20,16 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
 def _tools() -> dict[str, tuple[str, Callable[[Sequence[str]], None]]]:
     # Imported lazily so that `fit` does not pay for the tools' imports and vice versa.
-    from dcm_lightning.tools import cache, compare, export, sample, teacher_eval, vbench_score
+    from dcm_lightning.tools import (
+        cache,
+        compare,
+        export,
+        sample,
+        teacher_eval,
+        vbench_evaluate,
+        vbench_generate,
+        vbench_score,
+    )
 
     return {
         "sample": ("generate videos (mp4 + png frame grid) from prompts", sample.main),
@@ -28,6 +37,11 @@ def _tools() -> dict[str, tuple[str, Callable[[Sequence[str]], None]]]:
         "export": ("turn a training checkpoint into a self-contained pretrained folder", export.main),
         "teacher-eval": ("oracle attribute accuracies of a teacher's samples on a prompt suite", teacher_eval.main),
         "compare": ("several teachers and students on one prompt suite: accuracies and time", compare.main),
+        "vbench-generate": ("videos of a VBench prompt subset, VBench-named, with a manifest", vbench_generate.main),
+        "vbench-evaluate": (
+            "run VBench's own evaluator on generated videos, then its aggregation",
+            vbench_evaluate.main,
+        ),
         "vbench-score": ("VBench Total/Quality/Semantic from VBench's per-dimension result files", vbench_score.main),
     }
 
@@ -37,10 +51,10 @@ USAGE = """usage: python -m dcm_lightning COMMAND [options]     (COMMAND --help 
 Distill video diffusion teachers into few-step Dual-Expert Consistency Models.
 
 training and evaluation (LightningCLI, configured by YAML):
-  fit        train a model: the tiny teacher, a semantic or detail expert, a baseline
-  validate   run a model's validation loop
-  test       run a model's test loop
-  predict    run a model's predict loop
+  fit             train a model: the tiny teacher, a semantic or detail expert, a baseline
+  validate        run a model's validation loop; with configs/eval_tiny.yaml the MiniBench table
+  test            run a model's test loop
+  predict         run a model's predict loop
 
 tools:
 {tools}
@@ -72,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     tools = _tools()
     if not argv or argv[0] in ("-h", "--help"):
-        listing = "\n".join(f"  {name:<10} {description}" for name, (description, _) in tools.items())
+        listing = "\n".join(f"  {name:<15} {description}" for name, (description, _) in tools.items())
         print(USAGE.format(tools=listing))
         return
     command, rest = argv[0], argv[1:]

@@ -35,7 +35,8 @@ class DualExpertNetwork(nn.Module):
 
     Args:
         semantic: the trained semantic expert's network; frozen here.
-        psi: names of its top-level timestep-dependent modules that the detail expert re-learns.
+        psi: dotted names of its timestep-dependent modules (or parameters) that the detail expert
+            re-learns, e.g. ``time_embedder`` or ``condition_embedder.time_proj``.
         lora_rank, lora_alpha: LoRA r and α (official DCM: 128, 256).
         lora_targets: module-name suffixes that get adapters.
         mode: "lora" or "full".
@@ -70,10 +71,16 @@ class DualExpertNetwork(nn.Module):
             self.detail = copy.deepcopy(semantic).requires_grad_(True)
             self._trainable = [f"detail.{name}" for name, _ in self.detail.named_parameters()]
             return
-        missing = [name for name in psi if name not in semantic._modules]
+        missing = [name for name in psi if _lookup(semantic, name) is None]
         if missing:
-            raise UserError(f"Ψ names {missing} are not top-level modules of {type(semantic).__name__}.")
-        self.psi = nn.ModuleDict({name: copy.deepcopy(semantic._modules[name]) for name in psi}).requires_grad_(True)
+            raise UserError(f"Ψ names {missing} are neither modules nor parameters of {type(semantic).__name__}.")
+        # Ψ copies, keyed by their dotted path with "." spelled "/" (module names cannot hold dots).
+        psi_modules = {n: _lookup(semantic, n) for n in psi if isinstance(_lookup(semantic, n), nn.Module)}
+        psi_parameters = {n: _lookup(semantic, n) for n in psi if n not in psi_modules}
+        self.psi = nn.ModuleDict({_key(n): copy.deepcopy(m) for n, m in psi_modules.items()}).requires_grad_(True)
+        self.psi_parameters = nn.ParameterDict(
+            {_key(n): nn.Parameter(p.detach().clone()) for n, p in psi_parameters.items()}
+        )
         config = LoraConfig(r=lora_rank, lora_alpha=lora_alpha, target_modules=list(lora_targets), lora_dropout=0.0)
         try:
             inject_adapter_in_model(config, self.semantic)
@@ -83,14 +90,15 @@ class DualExpertNetwork(nn.Module):
             ) from None
         adapters = [f"semantic.{n}" for n, _ in self.semantic.named_parameters() if "lora_" in n]
         self._trainable = adapters + [f"psi.{n}" for n, _ in self.psi.named_parameters()]
+        self._trainable += [f"psi_parameters.{n}" for n, _ in self.psi_parameters.named_parameters()]
         for name, parameter in self.named_parameters():
             parameter.requires_grad_(name in self._trainable)
-        # The detail view: a shallow copy of the semantic network whose Ψ slots hold the trainable
-        # copies; it shares every other module (and the adapters) with the semantic network. Kept out
-        # of the module tree so that no parameter is registered twice.
-        view = copy.copy(self.semantic)
-        view.__dict__["_modules"] = {**self.semantic._modules, **self.psi}
-        object.__setattr__(self, "_detail_view", view)
+        # The detail view: shallow copies of the semantic network (and of the parents of nested Ψ
+        # slots) whose Ψ slots hold the trainable copies; everything else, adapters included, is shared
+        # with the semantic network. Kept out of the module tree so that no parameter is registered twice.
+        replacements: dict = {_path(k): m for k, m in self.psi.items()}
+        replacements.update({_path(k): p for k, p in self.psi_parameters.items()})
+        object.__setattr__(self, "_detail_view", _view_with(self.semantic, replacements))
 
     @property
     def config(self):
@@ -188,6 +196,45 @@ class DualExpertNetwork(nn.Module):
                 module._disable_adapters = False
                 module.merge()
         return _strip_adapters(merged).requires_grad_(False)
+
+
+def _key(path: str) -> str:
+    return path.replace(".", "/")
+
+
+def _path(key: str) -> str:
+    return key.replace("/", ".")
+
+
+def _lookup(root: nn.Module, path: str) -> nn.Module | nn.Parameter | None:
+    """The submodule or parameter at a dotted path, or None."""
+    *parents, leaf = path.split(".")
+    module = root
+    for name in parents:
+        module = module._modules.get(name)
+        if module is None:
+            return None
+    return module._modules.get(leaf, module._parameters.get(leaf))
+
+
+def _view_with(root: nn.Module, replacements: dict[str, nn.Module | nn.Parameter]) -> nn.Module:
+    """A shallow copy of ``root`` in which each dotted path names its replacement instead; the
+    modules along a nested path are shallow-copied too, all other children are shared."""
+    view = copy.copy(root)
+    modules, parameters = dict(root._modules), dict(root._parameters)
+    nested: dict[str, dict[str, nn.Module | nn.Parameter]] = {}
+    for path, replacement in replacements.items():
+        head, _, rest = path.partition(".")
+        if rest:
+            nested.setdefault(head, {})[rest] = replacement
+        elif isinstance(replacement, nn.Parameter):
+            parameters[head] = replacement
+        else:
+            modules[head] = replacement
+    for head, inner in nested.items():
+        modules[head] = _view_with(root._modules[head], inner)
+    view.__dict__["_modules"], view.__dict__["_parameters"] = modules, parameters
+    return view
 
 
 def _strip_adapters(network: nn.Module) -> nn.Module:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -26,6 +28,11 @@ def write_png_grid(path: str | Path, videos: Tensor, upscale: int = 4) -> None:
 
 
 def write_mp4(path: str | Path, video: Tensor, fps: int = 8, upscale: int = 4) -> None:
-    """One video c f h w → mp4 (H.264, upscaled so players show the small clips)."""
+    """One video c f h w → mp4 (H.264, upscaled so players show the small clips). Written under a
+    temporary name and renamed, so an interrupted run never leaves a truncated video behind."""
+    path = Path(path)
     frames = rearrange(video, "c f h w -> f h w c").repeat_interleave(upscale, 1).repeat_interleave(upscale, 2)
-    iio.imwrite(path, to_uint8(frames), fps=fps, codec="libx264", plugin="pyav")
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".partial-") as folder:
+        partial = Path(folder) / path.name
+        iio.imwrite(partial, to_uint8(frames), fps=fps, codec="libx264", plugin="pyav")
+        os.replace(partial, path)

@@ -85,8 +85,10 @@ def test_the_full_parameter_detail_expert_trains_a_whole_copy(network):
 
 
 def test_bad_settings_are_refused(network):
-    with pytest.raises(UserError, match="not top-level modules"):
+    with pytest.raises(UserError, match="neither modules nor parameters"):
         DualExpertNetwork(network, ["no_such_layer"])
+    with pytest.raises(UserError, match="neither modules nor parameters"):
+        DualExpertNetwork(network, ["time_embedder.no_such_layer"])
     with pytest.raises(UserError, match="LoRA targets"):
         DualExpertNetwork(network, PSI, lora_targets=["no_such_projection"])
 
@@ -103,3 +105,23 @@ def test_without_an_expert_each_sample_is_routed_by_its_timestep(network):
     torch.testing.assert_close(routed[:1], semantic)
     torch.testing.assert_close(routed[1:], detail)
     torch.testing.assert_close(features[0][:1], semantic_features[0])
+
+
+def test_psi_may_name_nested_modules_and_parameters_and_the_semantic_network_keeps_its_own(network):
+    """Diffusers transformers keep their timestep layers below the top level (Wan's
+    ``condition_embedder.time_proj``) and some as bare parameters (Wan's ``scale_shift_table``)."""
+    nested, parameter = "time_embedder.linear_2", "proj_out.bias"
+    experts = DualExpertNetwork(network, [nested, parameter], lora_rank=4, lora_alpha=8)
+    names = experts.trainable_names()
+    assert {"psi.time_embedder/linear_2.weight", "psi_parameters.proj_out/bias"} <= set(names)
+    inputs = _inputs()
+    torch.testing.assert_close(experts(*inputs, expert="detail"), experts(*inputs, expert="semantic"))
+    for trained in (experts.psi["time_embedder/linear_2"].bias, experts.psi_parameters["proj_out/bias"]):
+        with torch.no_grad():
+            trained.add_(0.5)
+        detail = experts(*inputs, expert="detail")
+        assert not torch.equal(detail, experts(*inputs, expert="semantic"))
+        torch.testing.assert_close(experts(*inputs, expert="semantic"), network(*inputs))
+        with torch.no_grad():
+            trained.sub_(0.5)
+    assert network.proj_out.bias is not experts.psi_parameters["proj_out/bias"]

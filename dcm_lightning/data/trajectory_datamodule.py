@@ -39,6 +39,9 @@ class TrajectoryConsumer(Protocol):
 
     def training_indices(self) -> list[int]: ...
 
+    # Optional: ``needs_clean_sample = True`` adds "x_clean" to each batch — the trajectory's end state
+    # (σ = 0) from the cache, or the data latent itself for the latent source.
+
 
 def draw_index(indices: list[int], seed: int, item: int) -> int:
     """The grid index item ``item`` of the stream is trained at (uniform over the student's indices)."""
@@ -70,8 +73,8 @@ class EpochOrder:
 class CachedPairs(Dataset):
     """Item k: a cached trajectory's state at n and at n − 1 (the teacher step), n drawn from k."""
 
-    def __init__(self, cache: TrajectoryCache, indices: list[int], seed: int) -> None:
-        self.cache, self.indices, self.seed = cache, indices, seed
+    def __init__(self, cache: TrajectoryCache, indices: list[int], seed: int, with_clean: bool = False) -> None:
+        self.cache, self.indices, self.seed, self.with_clean = cache, indices, seed, with_clean
         self.order = EpochOrder(cache.spec.num_samples, cache.spec.samples_per_shard, seed)
 
     def __len__(self) -> int:
@@ -79,15 +82,17 @@ class CachedPairs(Dataset):
 
     def __getitem__(self, item: int) -> dict:
         n = draw_index(self.indices, self.seed, item)
-        read = self.cache.read_sample(self.order.sample(item), [n, n - 1])
-        x_n, x_prev = read["states"]
-        return {
-            "x_n": x_n,
-            "x_prev": x_prev,
+        read = self.cache.read_sample(self.order.sample(item), [n, n - 1] + [CLEAN_INDEX] * self.with_clean)
+        pair = {
+            "x_n": read["states"][0],
+            "x_prev": read["states"][1],
             "index": n,
             "text_embeds": read["text_embeds"],
             "text_mask": read["text_mask"],
         }
+        if self.with_clean:
+            pair["x_clean"] = read["states"][2]
+        return pair
 
 
 class NoisedLatents(Dataset):
@@ -109,6 +114,7 @@ class NoisedLatents(Dataset):
         a, b = self.parameterization.coefficients(sigma_at(torch.tensor(n), self.num_steps, self.shift).float())
         return {
             "x_n": a * x0 + b * eps,
+            "x_clean": x0,
             "index": n,
             "text_embeds": sample["text_embeds"],
             "text_mask": sample["text_mask"],
@@ -185,10 +191,12 @@ class TrajectoryDataModule(L.LightningDataModule):
         if kept is None:
             kept = list(range(teacher.num_steps - 1, CLEAN_INDEX - 1, -1))
         needed = {i for n in consumer.training_indices() for i in (n, n - 1)}
+        needed |= {CLEAN_INDEX} if getattr(consumer, "needs_clean_sample", False) else set()
         missing = sorted(needed - set(kept), reverse=True)
         if missing:
             raise UserError(
-                f"kept_indices lacks grid indices {missing} that this student trains on (each n and n − 1); "
+                f"kept_indices lacks grid indices {missing} that this student trains on (each n and n − 1, "
+                "and −1, the clean end state, for a detail expert whose real samples are the teacher's); "
                 "add them or set kept_indices: null to keep every state."
             )
         cases = training_suite(self.num_trajectories, self.prompt_seed)
@@ -239,7 +247,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         consumer = self.trainer.lightning_module
         indices = consumer.training_indices()
         if self.source == "cache":
-            dataset = CachedPairs(self.cache, indices, self.seed)
+            dataset = CachedPairs(self.cache, indices, self.seed, getattr(consumer, "needs_clean_sample", False))
         else:
             dataset = NoisedLatents(self.latents, indices, self.seed, consumer.teacher)
         # Item k of the stream is the same in every run; a resumed run continues after the last item
@@ -247,10 +255,17 @@ class TrajectoryDataModule(L.LightningDataModule):
         trainer = self.trainer
         strategy = trainer.strategy
         per_step = trainer.accumulate_grad_batches * self.batch_size * strategy.world_size
-        # global_step counts optimizer steps; a GAN module takes two (G and D) per batch.
-        batches = trainer.global_step // getattr(consumer, "optimizer_steps_per_batch", 1)
-        start = batches * per_step + strategy.global_rank * self.batch_size
-        rank_items = _RankInterleaved(range(start, STREAM_LENGTH), self.batch_size, strategy.world_size)
+        # global_step counts optimizer steps; a GAN module takes two (G and D) per batch. The stream
+        # ends at the run's last batch, so the progress bar counts batches to the end of the run.
+        steps_per_batch = getattr(consumer, "optimizer_steps_per_batch", 1)
+        batches = trainer.global_step // steps_per_batch
+        end = STREAM_LENGTH if trainer.max_steps < 0 else -(-trainer.max_steps // steps_per_batch) * per_step
+        offset = strategy.global_rank * self.batch_size
+        rank_items = _RankInterleaved(
+            range(batches * per_step + offset, max(end, batches * per_step) + offset),
+            self.batch_size,
+            strategy.world_size,
+        )
         return stream_loader(dataset, rank_items, self.batch_size, self.num_workers)
 
     def val_dataloader(self) -> DataLoader:

@@ -2,6 +2,15 @@
 
 from dcm_lightning.modules.consistency import ConsistencyDistillationModule, PhasedConsistencyModule, SemEModule
 from dcm_lightning.modules.dete import DetEModule
+from dcm_lightning.modules.evaluation import EvaluatedModel, MiniBenchModule
 from dcm_lightning.modules.teacher import TeacherModule
 
-__all__ = ["ConsistencyDistillationModule", "DetEModule", "PhasedConsistencyModule", "SemEModule", "TeacherModule"]
+__all__ = [
+    "ConsistencyDistillationModule",
+    "DetEModule",
+    "EvaluatedModel",
+    "MiniBenchModule",
+    "PhasedConsistencyModule",
+    "SemEModule",
+    "TeacherModule",
+]

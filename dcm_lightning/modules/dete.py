@@ -45,8 +45,10 @@ class DetEModule(ConsistencyDistillationModule):
         adversarial_weight: λ_adv (official 0.1·5 = 0.5).
         feature_matching_weight: λ_fm (official 0.1·1 for Hunyuan, 0.1·10 for Wan).
         real_source: what the discriminator sees as real — "target" (the consistency target, official
-            code) or "ema" (the EMA student's phase-end prediction, the paper); "ema" needs
-            ``target_network: ema``.
+            code), "ema" (the EMA student's phase-end prediction, the paper; needs
+            ``target_network: ema``) or "teacher" (the end state σ = 0 of the teacher's own trajectory
+            through x_n, from the cache — or the data latent for the latent source; neither paper nor
+            official code: the tiny tier's choice, see experiments/dete/README.md).
         generator_clip, discriminator_clip: gradient-norm clipping of each step (manual optimization).
         discriminator_hidden_dim: width of each discriminator head (official 1024).
         discriminator_learning_rate, discriminator_betas: the discriminator's AdamW (official 1e-5, (0, 0.999)).
@@ -63,7 +65,7 @@ class DetEModule(ConsistencyDistillationModule):
         adversarial_loss: Literal["hinge", "non_saturating"] = "hinge",
         adversarial_weight: float = 0.5,
         feature_matching_weight: float = 0.1,
-        real_source: Literal["target", "ema"] = "target",
+        real_source: Literal["target", "ema", "teacher"] = "target",
         generator_clip: float = 1.0,
         discriminator_clip: float = 1.0,
         discriminator_hidden_dim: int = 128,
@@ -75,8 +77,8 @@ class DetEModule(ConsistencyDistillationModule):
         self.boundary_index = self._semantic["boundary_index"]
         if adversarial_loss not in ("hinge", "non_saturating"):
             raise UserError(f"adversarial_loss must be 'hinge' or 'non_saturating', got {adversarial_loss!r}.")
-        if real_source not in ("target", "ema"):
-            raise UserError(f"real_source must be 'target' or 'ema', got {real_source!r}.")
+        if real_source not in ("target", "ema", "teacher"):
+            raise UserError(f"real_source must be 'target', 'ema' or 'teacher', got {real_source!r}.")
         if real_source == "ema" and kwargs.get("target_network", "online") != "ema":
             raise UserError("real_source: ema uses the EMA student, so it needs target_network: ema.")
         # The teacher comes with the semantic expert; a resumed run's hyperparameters repeat it.
@@ -85,6 +87,7 @@ class DetEModule(ConsistencyDistillationModule):
         super().__init__(teacher=self._semantic["teacher"], **kwargs)
         self.automatic_optimization = False
         self.optimizer_steps_per_batch = 2  # Lightning's global_step counts both the G and the D step
+        self.needs_clean_sample = real_source == "teacher"  # the data module adds "x_clean" to batches
         self.layers = feature_layers(self.teacher.network.config.depth, feature_every)
         self.discriminator = FeatureDiscriminator(
             self.teacher.network.config.width, len(self.layers), hidden_dim=discriminator_hidden_dim, groups=8
@@ -121,22 +124,25 @@ class DetEModule(ConsistencyDistillationModule):
 
     # ---- one generator step, then one discriminator step ---------------------------------------------
 
-    def adversarial_inputs(self, step: ConsistencyStep) -> tuple[Tensor, Tensor, Tensor]:
+    def adversarial_inputs(self, step: ConsistencyStep, batch: dict) -> tuple[Tensor, Tensor, Tensor]:
         """Fake and real re-noised with the same ε to a σ_adv drawn from the detail range, at or
         above each sample's phase end: (fake with gradient, real without, σ_adv)."""
         generator = step_generator(self._seed, self.global_step)
         draw = torch.randint(0, self.boundary_index + 1, (step.student_end.shape[0],), generator=generator)
         sigma_adv = torch.maximum(self.sigma(draw), step.sigma_end)  # grid points 0..κ of the detail range
         eps = torch.randn(step.student_end.shape, generator=generator).to(step.student_end)
+        real_start = step.sigma_end
         if self.hparams.real_source == "target":
             real_end = step.target
+        elif self.hparams.real_source == "teacher":  # the teacher trajectory's clean end, at σ = 0
+            real_end, real_start = batch["x_clean"], torch.zeros_like(step.sigma_end)
         else:  # the EMA student's own phase-end prediction from the same x_n
             with torch.no_grad():
                 ema = denoiser(self.target_ema.average, step.condition)
                 real_end = jump(ema, self.teacher.parameterization, step.x_n, step.sigma_n, step.sigma_end)
-        start, end = self._coefficients(step.sigma_end), self._coefficients(sigma_adv)
-        fake = renoise(step.student_end, start, end, eps)
-        real = renoise(real_end.detach(), start, end, eps)
+        end = self._coefficients(sigma_adv)
+        fake = renoise(step.student_end, self._coefficients(step.sigma_end), end, eps)
+        real = renoise(real_end.detach(), self._coefficients(real_start), end, eps)
         return fake, real, sigma_adv
 
     def _coefficients(self, sigma: Tensor) -> tuple[Tensor, Tensor]:
@@ -149,7 +155,7 @@ class DetEModule(ConsistencyDistillationModule):
     def training_step(self, batch: dict, batch_idx: int) -> None:
         optimizer_g, optimizer_d = self.optimizers()
         step = self.consistency_step(batch)
-        fake, real, sigma_adv = self.adversarial_inputs(step)
+        fake, real, sigma_adv = self.adversarial_inputs(step, batch)
         fake_features = self.teacher_features(fake, sigma_adv, step)  # gradient flows to the student
         with torch.no_grad():
             real_features = self.teacher_features(real, sigma_adv, step)

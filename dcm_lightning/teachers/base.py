@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
 
-from dcm_lightning.diffusion import Parameterization
+from dcm_lightning.diffusion import Parameterization, classifier_free_guidance
 
 
 @dataclass
@@ -29,9 +30,16 @@ class VideoTeacher(Protocol):
     guidance_scale: float
     psi_modules: tuple[str, ...]  # top-level timestep-dependent layers the detail expert copies (Ψ)
 
-    def encode_prompts(self, prompts: Sequence[str]) -> Any: ...
+    def encode_prompts(self, prompts: Sequence[str], open_vocabulary: bool = False) -> Any:
+        """Condition for ``prompts``; a closed-vocabulary teacher (the tiny one) takes any text only
+        with ``open_vocabulary`` (benchmark prompt lists), the others always."""
+        ...
 
     def latent_shape(self) -> tuple[int, int, int, int]: ...
+
+    def video_shape(self) -> tuple[int, int, int, int]:
+        """``c f h w`` of one decoded video."""
+        ...
 
     def predict(
         self,
@@ -43,3 +51,36 @@ class VideoTeacher(Protocol):
     ) -> Prediction: ...
 
     def decode(self, latents: Tensor) -> Tensor: ...
+
+
+def guided_prediction(
+    network: nn.Module,
+    parameterization: Parameterization,
+    x: Tensor,
+    sigma: Tensor,
+    condition: Any,
+    null_condition: Any,
+    guidance_scale: float,
+    feature_blocks: Sequence[int] = (),
+    **network_kwargs,
+) -> Prediction:
+    """(x̂0, ε̂) of a network called as ``network(x, timestep, embeds, mask, feature_blocks=…)``, with
+    classifier-free guidance when the scale is not 1: the conditional and the unconditional
+    (``null_condition``) halves run as one batch of 2b, and the features are the conditional half's."""
+    sigma = sigma.to(x.dtype).reshape(-1)
+    timestep = parameterization.model_timestep(sigma)
+    guided = guidance_scale != 1.0
+    if guided:
+        x_in, t_in = torch.cat([x, x]), torch.cat([timestep, timestep])
+        embeds = torch.cat([condition.embeds, null_condition.embeds.to(condition.embeds)])
+        mask = torch.cat([condition.mask, null_condition.mask.to(condition.mask.device)])
+    else:
+        x_in, t_in, embeds, mask = x, timestep, condition.embeds, condition.mask
+    out = network(x_in, t_in, embeds, mask, feature_blocks=feature_blocks, **network_kwargs)
+    output, features = out if feature_blocks else (out, [])
+    if guided:
+        conditional, unconditional = output.chunk(2)
+        output = classifier_free_guidance(conditional, unconditional, guidance_scale)
+        features = [f.chunk(2)[0] for f in features]
+    x0, eps = parameterization.to_x0_eps(x, sigma.view(-1, 1, 1, 1, 1), output)
+    return Prediction(x0=x0, eps=eps, features=features)

@@ -18,10 +18,10 @@ from torch import Tensor, nn
 
 from dcm_lightning.data.moving_shapes import MovingShapesSpec, MovingShapesTextEncoder, TextCondition
 from dcm_lightning.data.moving_shapes.render import spec_from_dict
-from dcm_lightning.diffusion import FlowMatching, classifier_free_guidance, teacher_sigmas
+from dcm_lightning.diffusion import FlowMatching, teacher_sigmas
 from dcm_lightning.errors import UserError
 from dcm_lightning.networks.tiny_dit import TinyDiTConfig, TinyVideoDiT
-from dcm_lightning.teachers.base import Prediction
+from dcm_lightning.teachers.base import Prediction, guided_prediction
 
 SHIPPED_TINY_TEACHER = Path(__file__).parent / "weights" / "tiny_teacher"
 
@@ -53,12 +53,15 @@ class TinyTeacher(nn.Module):
 
     # ---- the VideoTeacher interface ------------------------------------------------------
 
-    def encode_prompts(self, prompts: Sequence[str]) -> TextCondition:
-        return self.text_encoder.encode(list(prompts)).to(self.device)
+    def encode_prompts(self, prompts: Sequence[str], open_vocabulary: bool = False) -> TextCondition:
+        return self.text_encoder.encode(list(prompts), open_vocabulary).to(self.device)
 
     def latent_shape(self) -> tuple[int, int, int, int]:
         """``c f h w`` of one sample; the tiny tier diffuses RGB pixels in [−1, 1] directly."""
         return (self.network.config.in_channels, self.spec.frames, self.spec.height, self.spec.width)
+
+    def video_shape(self) -> tuple[int, int, int, int]:
+        return self.latent_shape()
 
     def sigmas(self) -> Tensor:
         return teacher_sigmas(self.num_steps, self.shift)
@@ -75,29 +78,10 @@ class TinyTeacher(nn.Module):
         """x: b c f h w at noise level sigma: (b,). Features are those of the conditional branch;
         ``network_kwargs`` reach the network (a dual-expert student's ``expert``)."""
         scale = self.guidance_scale if guidance_scale is None else guidance_scale
-        sigma = sigma.to(x.dtype).reshape(-1)
-        timestep = self.parameterization.model_timestep(sigma)
-        if scale == 1.0:
-            out = self.network(
-                x, timestep, condition.embeds, condition.mask, feature_blocks=feature_blocks, **network_kwargs
-            )
-        else:
-            null = self.text_encoder.encode([""] * len(condition)).to(x.device)
-            out = self.network(
-                torch.cat([x, x]),
-                torch.cat([timestep, timestep]),
-                torch.cat([condition.embeds, null.embeds]),
-                torch.cat([condition.mask, null.mask]),
-                feature_blocks=feature_blocks,
-                **network_kwargs,
-            )
-        v, features = out if feature_blocks else (out, [])
-        if scale != 1.0:
-            v_cond, v_uncond = v.chunk(2)
-            v = classifier_free_guidance(v_cond, v_uncond, scale)
-            features = [f.chunk(2)[0] for f in features]
-        x0, eps = self.parameterization.to_x0_eps(x, sigma.view(-1, 1, 1, 1, 1), v)
-        return Prediction(x0=x0, eps=eps, features=features)
+        null = self.text_encoder.encode([""] * len(condition)).to(x.device)
+        return guided_prediction(
+            self.network, self.parameterization, x, sigma, condition, null, scale, feature_blocks, **network_kwargs
+        )
 
     def decode(self, latents: Tensor) -> Tensor:
         """Latents (b c f h w in [−1, 1]) → videos in [0, 1]."""

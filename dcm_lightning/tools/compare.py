@@ -46,28 +46,36 @@ def parse_model(spec: str) -> tuple[str, str | None, int | None]:
     return label, None if path == "shipped" else path, int(steps) if steps else None
 
 
-def main(argv: Sequence[str]) -> None:
-    args = build_parser().parse_args(argv)
-    models = [parse_model(spec) for spec in args.model]
-    cases = prompt_suite(args.num_prompts, args.seeds_per_prompt, args.suite_seed)
+def compare_models(models: Sequence[tuple[str, str | None, int | None]], cases) -> dict[str, dict]:
+    """Oracle accuracies and sampling time of each (label, path, steps) on the same ``cases``."""
     results = {}
     for label, path, steps in models:
         generator = load_generator(path, steps)
         report, _ = evaluate_on_suite(generator, cases)
         results[label] = {**report, "model": f"{generator.kind}: {path or 'shipped tiny teacher'}"}
+    return results
+
+
+def markdown_table(results: dict[str, dict]) -> str:
+    lines = ["| model | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    lines += [f"| {label} | " + " | ".join(str(report[c]) for c in COLUMNS) + " |" for label, report in results.items()]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str]) -> None:
+    args = build_parser().parse_args(argv)
+    models = [parse_model(spec) for spec in args.model]
+    cases = prompt_suite(args.num_prompts, args.seeds_per_prompt, args.suite_seed)
     summary = {
         "suite": {
             "num_prompts": args.num_prompts,
             "seeds_per_prompt": args.seeds_per_prompt,
             "suite_seed": args.suite_seed,
         },
-        "models": results,
+        "models": compare_models(models, cases),
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2) + "\n")
-    print("| model | " + " | ".join(COLUMNS) + " |")
-    print("|---" * (len(COLUMNS) + 1) + "|")
-    for label, report in results.items():
-        print(f"| {label} | " + " | ".join(str(report[c]) for c in COLUMNS) + " |")
+    print(markdown_table(summary["models"]))
     print(f"wrote {out}")

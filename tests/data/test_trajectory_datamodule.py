@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -57,6 +58,38 @@ def test_a_cached_pair_is_the_teachers_state_at_n_and_its_next_step(student, tmp
         torch.testing.assert_close(batch["x_n"], states[last - n][0])
         torch.testing.assert_close(batch["x_prev"], states[last - n + 1][0])
         torch.testing.assert_close(batch["text_embeds"], student.teacher.encode_prompts([case.prompt]).embeds[0])
+
+
+@pytest.mark.parametrize(
+    ("world_size", "steps_per_batch", "global_step", "batches_left"),
+    [(1, 1, 0, 10), (1, 1, 4, 6), (1, 2, 6, 7), (2, 1, 3, 7)],
+)
+def test_the_training_stream_ends_with_the_runs_last_batch(
+    student, tmp_path, world_size, steps_per_batch, global_step, batches_left
+):
+    """The loader holds exactly the batches the run still takes (a GAN module takes two optimizer
+    steps per batch), so the progress bar counts to the end; every rank's stream picks up where the
+    interrupted run stopped."""
+    data = datamodule(tmp_path, batch_size=2)
+    data.cache = data.prepare_cache(student)
+    student.optimizer_steps_per_batch = steps_per_batch
+    max_steps = (global_step // steps_per_batch + batches_left) * steps_per_batch
+    loaders = []
+    for rank in range(world_size):
+        strategy = SimpleNamespace(world_size=world_size, global_rank=rank)
+        data.trainer = SimpleNamespace(
+            lightning_module=student,
+            strategy=strategy,
+            accumulate_grad_batches=1,
+            global_step=global_step,
+            max_steps=max_steps,
+        )
+        loaders.append(data.train_dataloader())
+    assert [len(loader) for loader in loaders] == [batches_left] * world_size
+    items = [list(loader.dataset.indices) for loader in loaders]
+    first = global_step // steps_per_batch * 2 * world_size
+    interleaved = [i for step in range(batches_left) for rank in items for i in rank[2 * step : 2 * step + 2]]
+    assert interleaved == list(range(first, first + batches_left * 2 * world_size))
 
 
 def test_every_pass_visits_each_trajectory_once_reading_shard_by_shard():

@@ -6,38 +6,15 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from dcm_lightning.cli import main
 from dcm_lightning.data.trajectory_datamodule import CachedPairs, TrajectoryDataModule
 from dcm_lightning.errors import UserError
 from dcm_lightning.modules import DetEModule
-from tests.modules.test_consistency_modules import distill_config, logged
+from tests.modules.conftest import dete_config
+from tests.modules.test_consistency_modules import logged
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def dete_config(tmp_path: Path, name: str, semantic: Path, max_steps: int, **model) -> Path:
-    config = yaml.safe_load(distill_config(tmp_path, name, tmp_path / "teacher", max_steps).read_text())
-    dete = yaml.safe_load((REPO / "configs" / "dete_tiny.yaml").read_text())["model"]
-    dete["init_args"].update(semantic_checkpoint=str(semantic), lora_rank=4, lora_alpha=8.0, **model)
-    config["model"] = dete
-    del config["trainer"]["gradient_clip_val"]  # DetE clips each of its two steps itself
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-@pytest.fixture(scope="module")
-def chained(tmp_path_factory):
-    from tests.conftest import save_random_teacher
-
-    tmp_path = tmp_path_factory.mktemp("dete_runs")
-    teacher = save_random_teacher(tmp_path / "teacher")
-    main(["fit", "--config", str(distill_config(tmp_path, "seme", teacher, 2))])
-    semantic = tmp_path / "seme" / "checkpoints" / "epoch=0-step=2.ckpt"
-    main(["fit", "--config", str(dete_config(tmp_path, "dete", semantic, 4))])  # 2 batches: G + D steps each
-    return tmp_path, semantic
 
 
 def _inputs(module):
@@ -87,6 +64,25 @@ def test_the_ema_student_can_be_the_discriminators_real(chained):
     _manual_optimization_harness(module)(batch)
     after = module.target_ema.average.network.trainable_parameters()
     assert any(not torch.equal(a, b) for a, b in zip(after, before, strict=True)), "the EMA student follows"
+
+
+def test_the_teachers_own_trajectory_end_can_be_the_discriminators_real(chained):
+    root, semantic = chained
+    module = DetEModule(semantic_checkpoint=str(semantic), lora_rank=4, real_source="teacher")
+    assert module.needs_clean_sample
+    data = TrajectoryDataModule(cache_dir=str(root / "cache"), num_trajectories=8, samples_per_shard=4)
+    cache = data.prepare_cache(module)
+    pairs = CachedPairs(cache, module.training_indices(), seed=0, with_clean=True)
+    batch = {k: torch.stack([torch.as_tensor(pairs[i][k]) for i in range(2)]) for k in pairs[0]}
+    for i in range(2):  # the end state σ = 0 of the cached trajectory the pair was read from
+        sample = pairs.order.sample(i)
+        torch.testing.assert_close(batch["x_clean"][i], cache.read_sample(sample, [-1])["states"][0])
+    step = module.consistency_step(batch)
+    fake, real, sigma_adv = module.adversarial_inputs(step, batch)
+    s = sigma_adv.view(-1, 1, 1, 1, 1)
+    eps = (fake - (1 - s) * step.student_end) / s  # the detail phase ends at σ = 0: plain forward noising
+    torch.testing.assert_close(real, (1 - s) * batch["x_clean"] + s * eps, rtol=1e-4, atol=1e-4)
+    _manual_optimization_harness(module)(batch)
 
 
 def _manual_optimization_harness(module):

@@ -128,7 +128,9 @@ def _majority(votes: list[str | None]) -> str | None:
     return counted.most_common(1)[0][0] if counted else None
 
 
-def _direction(centroids: Tensor) -> str | None:
+def track_travel(centroids: Tensor) -> Tensor | None:
+    """(x, y) pixels the least-squares constant-velocity fit of a centroid track covers over the
+    clip; None with fewer than two frames showing a shape."""
     valid = ~centroids.isnan().any(dim=1)
     if valid.sum() < 2:
         return None
@@ -136,8 +138,12 @@ def _direction(centroids: Tensor) -> str | None:
     points = centroids[valid]
     t_centered = t - t.mean()
     velocity = (t_centered[:, None] * (points - points.mean(dim=0))).sum(dim=0) / t_centered.square().sum()
-    travel = velocity * (len(centroids) - 1)
-    if float(travel.abs().max()) < MIN_TRAVEL_PIXELS:
+    return velocity * (len(centroids) - 1)
+
+
+def _direction(centroids: Tensor) -> str | None:
+    travel = track_travel(centroids)
+    if travel is None or float(travel.abs().max()) < MIN_TRAVEL_PIXELS:
         return None
     axis = int(travel.abs().argmax())
     sign = 1 if travel[axis] > 0 else -1

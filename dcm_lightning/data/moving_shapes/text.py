@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dcm_lightning.data.moving_shapes.vocabulary import parse_prompt, vocabulary
+from dcm_lightning.data.moving_shapes.vocabulary import parse_prompt, reduce_to_vocabulary, vocabulary
 
 
 @dataclass
@@ -39,14 +39,19 @@ class MovingShapesTextEncoder:
         self.table = torch.from_numpy(table.astype(np.float32))
         self.word_ids = {word: i for i, word in enumerate(self.words)}
 
-    def encode(self, prompts: list[str]) -> TextCondition:
-        """Embed prompts; ``""`` is the null prompt used for classifier-free guidance."""
+    def encode(self, prompts: list[str], open_vocabulary: bool = False) -> TextCondition:
+        """Embed prompts; ``""`` is the null prompt used for classifier-free guidance. A prompt must name
+        all four attributes in the vocabulary's words, unless ``open_vocabulary``: then any text is
+        reduced to the vocabulary words it contains (``reduce_to_vocabulary``)."""
         embeds = torch.zeros(len(prompts), self.max_tokens, self.dim)
         mask = torch.zeros(len(prompts), self.max_tokens, dtype=torch.bool)
         for row, prompt in enumerate(prompts):
+            if open_vocabulary:
+                prompt = reduce_to_vocabulary(prompt)
             if not prompt:
                 continue
-            parse_prompt(prompt)  # refuse unknown words before any compute
+            if not open_vocabulary:
+                parse_prompt(prompt)  # refuse unknown words before any compute
             ids = [self.word_ids[w] for w in prompt.lower().replace(",", " ").split()][: self.max_tokens]
             embeds[row, : len(ids)] = self.table[ids]
             mask[row, : len(ids)] = True

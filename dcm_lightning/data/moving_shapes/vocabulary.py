@@ -78,3 +78,20 @@ def parse_prompt(prompt: str) -> ShapeAttributes:
     if missing:
         raise UserError(f"prompt {prompt!r} does not name a {' or '.join(missing)}; every prompt needs all four.")
     return ShapeAttributes(found["shape"], found["color"], found["texture"], found["direction"])
+
+
+def reduce_to_vocabulary(prompt: str) -> str:
+    """The MovingShapes words of a prompt from elsewhere (VBench's, say), the first of each kind kept:
+    "a red car turning left" -> "a red left"; "" when it has none (the null prompt). Lets the tiny
+    tier run a real benchmark's prompt list end to end; what it generates says nothing about VBench."""
+    categories = (SHAPES, tuple(COLORS), TEXTURES, tuple(DIRECTIONS))
+    kept, seen = [], set()
+    for word in prompt.lower().replace(",", " ").replace(".", " ").split():
+        if word in FILLER_WORDS:
+            kept.append(word)
+            continue
+        kind = next((i for i, allowed in enumerate(categories) if word in allowed), None)
+        if kind is not None and kind not in seen:
+            seen.add(kind)
+            kept.append(word)
+    return " ".join(kept) if seen else ""

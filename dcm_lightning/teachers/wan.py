@@ -1,0 +1,152 @@
+"""Wan2.1 text-to-video (diffusers ``WanTransformer3DModel``) behind the VideoTeacher interface.
+
+Rectified flow with v = ε − x0 and model timestep 1000·σ (Wan's UniPC sampler integrates the same
+ODE); classifier-free guidance against the negative prompt's embeddings (Wan's default negative
+prompt is ""). The transformer sees every text token, so padded tokens are zeroed as WanPipeline
+zero-pads them. Prompt encoding (UMT5) and decoding (Wan's VAE) are optional parts: a training run
+from a trajectory cache needs neither.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from dcm_lightning.data.moving_shapes.text import TextCondition
+from dcm_lightning.diffusion import FlowMatching, teacher_sigmas
+from dcm_lightning.errors import UserError
+from dcm_lightning.teachers.base import Prediction, guided_prediction
+from dcm_lightning.teachers.features import block_outputs
+
+# Wan2.1-T2V-1.3B's transformer (diffusers' conversion of the official config): 30 blocks of width 1536.
+WAN21_T2V_1_3B = dict(
+    patch_size=(1, 2, 2),
+    num_attention_heads=12,
+    attention_head_dim=128,
+    in_channels=16,
+    out_channels=16,
+    text_dim=4096,
+    freq_dim=256,
+    ffn_dim=8960,
+    num_layers=30,
+    cross_attn_norm=True,
+    qk_norm="rms_norm_across_heads",
+    eps=1e-6,
+    rope_max_seq_len=1024,
+)
+WAN_PSI = (
+    "transformer.condition_embedder.time_embedder",
+    "transformer.condition_embedder.time_proj",
+    "transformer.scale_shift_table",
+    "transformer.proj_out",
+)
+
+
+class WanNetwork(nn.Module):
+    """``(x: b c f h w, timestep: (b,) = 1000·σ, text_embeds: b l d, text_mask: b l) → v`` (plus the
+    hidden states of ``feature_blocks``) around a diffusers WanTransformer3DModel; each of its
+    ``blocks`` is the FSDP2 and activation-checkpointing unit."""
+
+    def __init__(self, transformer: nn.Module) -> None:
+        super().__init__()
+        self.transformer = transformer
+
+    @property
+    def config(self):
+        return self.transformer.config
+
+    @property
+    def blocks(self) -> nn.ModuleList:
+        return self.transformer.blocks
+
+    def forward(
+        self, x: Tensor, timestep: Tensor, text_embeds: Tensor, text_mask: Tensor, feature_blocks: Sequence[int] = ()
+    ):
+        text = text_embeds * text_mask.unsqueeze(-1).to(text_embeds.dtype)
+        with block_outputs(self.transformer.blocks, feature_blocks) as features:
+            v = self.transformer(hidden_states=x, timestep=timestep, encoder_hidden_states=text, return_dict=False)[0]
+        return (v, features) if feature_blocks else v
+
+
+class WanTeacher(nn.Module):
+    """Args:
+    network: the wrapped transformer.
+    negative: the negative prompt's embeddings (1 l d) and mask, the unconditional branch of CFG.
+    latent_shape: ``c f h w`` of one latent video (Wan2.1 480p, 81 frames: 16, 21, 60, 104).
+    shift, guidance_scale, num_steps: the teacher's sampler (Wan2.1 T2V: 3.0, 5.0, 50).
+    encode: prompts → TextCondition (the pipeline's UMT5); None when only cached embeddings are used.
+    decode_latents: latents → videos in [0, 1] (the pipeline's VAE); None likewise.
+    """
+
+    parameterization = FlowMatching()
+    psi_modules = WAN_PSI
+
+    def __init__(
+        self,
+        network: WanNetwork,
+        negative: TextCondition,
+        latent_shape: tuple[int, int, int, int],
+        shift: float = 3.0,
+        guidance_scale: float = 5.0,
+        num_steps: int = 50,
+        encode: Callable[[Sequence[str]], TextCondition] | None = None,
+        decode_latents: Callable[[Tensor], Tensor] | None = None,
+    ) -> None:
+        super().__init__()
+        self.network = network
+        self.negative = negative
+        self._latent_shape = tuple(latent_shape)
+        self.shift, self.guidance_scale, self.num_steps = shift, guidance_scale, num_steps
+        self._encode, self._decode = encode, decode_latents
+
+    def encode_prompts(self, prompts: Sequence[str], open_vocabulary: bool = False) -> TextCondition:
+        if self._encode is None:
+            raise UserError("this Wan teacher was loaded without its text encoder; give its pipeline folder.")
+        return self._encode(list(prompts)).to(self.device)
+
+    def latent_shape(self) -> tuple[int, int, int, int]:
+        return self._latent_shape
+
+    def video_shape(self) -> tuple[int, int, int, int]:
+        c, f, h, w = self._latent_shape
+        return (3, (f - 1) * 4 + 1, h * 8, w * 8)  # Wan's VAE: 4× in time, 8× in space
+
+    def sigmas(self) -> Tensor:
+        return teacher_sigmas(self.num_steps, self.shift)
+
+    def predict(
+        self,
+        x: Tensor,
+        sigma: Tensor,
+        condition: TextCondition,
+        guidance_scale: float | None = None,
+        feature_blocks: Sequence[int] = (),
+        **network_kwargs,
+    ) -> Prediction:
+        scale = self.guidance_scale if guidance_scale is None else guidance_scale
+        negative = TextCondition(
+            self.negative.embeds.expand(len(condition), -1, -1), self.negative.mask.expand(len(condition), -1)
+        )
+        return guided_prediction(
+            self.network, self.parameterization, x, sigma, condition, negative, scale, feature_blocks, **network_kwargs
+        )
+
+    def decode(self, latents: Tensor) -> Tensor:
+        if self._decode is None:
+            raise UserError("this Wan teacher was loaded without its VAE; give its pipeline folder to decode.")
+        return self._decode(latents)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.network.parameters()).device
+
+    def student_copy(self) -> WanTeacher:
+        """A trainable copy with guidance distilled (scale 1, one forward per step)."""
+        student = copy.copy(self)
+        student.__dict__["_modules"] = dict(self._modules)
+        student.network = copy.deepcopy(self.network).requires_grad_(True).train()
+        student.guidance_scale = 1.0
+        return student

@@ -1,0 +1,71 @@
+"""A short training probe: N batches of a detail expert (or an LCM/PCM baseline) from the shared tiny
+cache, then the 4-step oracle accuracies on 16 held-out prompts. Used to pick the tiny tier's
+learning rates (experiments/dete/README.md); nothing is saved but a CSV log.
+
+    python experiments/dete/short_probe.py dete --batches 100 --set learning_rate=1e-5
+    python experiments/dete/short_probe.py dete --batches 100 --set adversarial_weight=0 feature_matching_weight=0
+    python experiments/dete/short_probe.py lcm --batches 250 --set learning_rate=1e-5
+
+Needs `make seme-tiny` (the semantic checkpoint and the cache) first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+import yaml
+
+from dcm_lightning.checkpoints import Generator
+from dcm_lightning.data.moving_shapes.datasets import prompt_suite
+from dcm_lightning.data.trajectory_datamodule import TrajectoryDataModule
+from dcm_lightning.diffusion import sigma_at
+from dcm_lightning.diffusion.phases import CLEAN_INDEX
+from dcm_lightning.evaluation.suite import evaluate_on_suite
+from dcm_lightning.modules import DetEModule, PhasedConsistencyModule
+
+CONFIGS = {"dete": "configs/dete_tiny.yaml", "lcm": "configs/lcm_tiny.yaml", "pcm": "configs/pcm_tiny.yaml"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("kind", choices=sorted(CONFIGS))
+    parser.add_argument("--batches", type=int, default=100)
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="model settings over the config's")
+    args = parser.parse_args()
+    settings = yaml.safe_load(Path(CONFIGS[args.kind]).read_text())["model"]["init_args"]
+    settings.update({k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)})
+    L.seed_everything(0)
+    module = (DetEModule if args.kind == "dete" else PhasedConsistencyModule)(**settings)
+    steps = args.batches * getattr(module, "optimizer_steps_per_batch", 1)
+    trainer = L.Trainer(
+        max_steps=steps,
+        logger=L.pytorch.loggers.CSVLogger("runs/probes", name=args.kind),
+        enable_checkpointing=False,
+        limit_val_batches=0,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=10,
+        gradient_clip_val=None if args.kind == "dete" else 1.0,
+    )
+    data = TrajectoryDataModule(cache_dir="runs/cache/tiny_teacher", num_trajectories=256, batch_size=16)
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=data)
+    module.eval()
+    levels = torch.tensor([*module.sampling_indices(4), CLEAN_INDEX])
+    generator = Generator(
+        module.student, sigma_at(levels, module.teacher.num_steps, module.teacher.shift), 1.0, "student"
+    )
+    report, _ = evaluate_on_suite(generator, prompt_suite(16, 1, 1000), progress=False)
+    keys = ("shape_acc", "color_acc", "texture_acc", "direction_acc", "all_acc")
+    result = {"kind": args.kind, "batches": args.batches, "set": args.set, **{k: report[k] for k in keys}}
+    result["seconds"] = round(time.perf_counter() - start)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""VBench mode: prompt subsets from the vbench package's list, VBench's file names, a complete
+manifest, and the driver that hands the folder to VBench's own evaluator."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import imageio.v3 as iio
+import pytest
+
+from dcm_lightning.cli import main
+from dcm_lightning.errors import UserError
+from dcm_lightning.evaluation import vbench_prompts
+from dcm_lightning.evaluation.vbench_prompts import load_full_info, select_prompts, video_name
+
+MANIFEST_KEYS = {
+    "prompt_source",
+    "dimensions",
+    "videos_per_prompt",
+    "naming",
+    "seeds",
+    "fps",
+    "frames",
+    "resolution",
+    "steps",
+    "guidance_scale",
+    "prompt_augmentation",
+    "model",
+    "prompts",
+}
+
+
+def test_subsets_follow_the_files_order_and_merge_shared_prompts():
+    info = [
+        {"prompt_en": "a cat", "dimension": ["color", "scene"]},
+        {"prompt_en": "a dog", "dimension": ["scene"]},
+        {"prompt_en": "a red car", "dimension": ["color"]},
+    ]
+    chosen = select_prompts(info, ["color", "scene"], 2)
+    assert [(p.prompt, p.dimensions) for p in chosen] == [
+        ("a cat", ["color", "scene"]),
+        ("a red car", ["color"]),
+        ("a dog", ["scene"]),
+    ]
+    with pytest.raises(UserError, match="unknown VBench dimension.*colour"):
+        select_prompts(info, ["colour"], 1)
+    assert video_name("a cat", 3) == "a cat-3.mp4"
+
+
+def test_a_missing_vbench_package_is_one_clear_sentence(monkeypatch):
+    monkeypatch.setattr(vbench_prompts.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(UserError, match="pip install --no-deps vbench"):
+        vbench_prompts.vbench_info_path()
+
+
+@pytest.fixture(scope="module")
+def subset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("vbench") / "videos"
+    main(
+        ["vbench-generate", "--dimensions", "color", "scene", "--prompts-per-dimension", "2", "--steps", "2"]
+        + ["--out", str(out)]
+    )
+    return out
+
+
+def test_a_two_by_two_subset_of_the_tiny_teacher_is_named_for_vbench_with_a_complete_manifest(subset):
+    info = load_full_info()
+    expected = [e["prompt_en"] for e in info if "color" in e["dimension"]][:2]
+    expected += [e["prompt_en"] for e in info if "scene" in e["dimension"]][:2]
+    files = sorted(p.name for p in subset.glob("*.mp4"))
+    assert files == sorted(f"{prompt}-{i}.mp4" for prompt in expected for i in range(5))
+    manifest = json.loads((subset / "manifest.json").read_text())
+    assert set(manifest) >= MANIFEST_KEYS
+    assert manifest["prompt_source"]["file"].endswith("VBench_full_info.json")
+    assert len(manifest["prompt_source"]["sha256"]) == 64
+    assert manifest["steps"] == 2 and manifest["frames"] == 8 and manifest["prompt_augmentation"] is False
+    assert manifest["resolution"]["height"] == 128 and manifest["guidance_scale"] == 4.0
+    seeds = [v["seed"] for p in manifest["prompts"] for v in p["videos"]]
+    assert len(set(seeds)) == 20
+    frames = iio.imread(subset / files[0], plugin="pyav")
+    assert frames.shape == (8, 128, 128, 3)
+    assert not list(subset.glob(".partial-*")), "no partial files left behind"
+
+
+def test_augmented_prompts_generate_from_the_long_text_but_keep_vbenchs_names(tmp_path):
+    info = load_full_info()
+    prompt = next(e["prompt_en"] for e in info if "color" in e["dimension"])
+    augmented = tmp_path / "augmented.json"
+    augmented.write_text(json.dumps({prompt: f"{prompt}, a striped red circle moving left"}))
+    out = tmp_path / "videos"
+    main(
+        ["vbench-generate", "--dimensions", "color", "--prompts-per-dimension", "1", "--steps", "1"]
+        + ["--videos-per-prompt", "1", "--augmented-prompts", str(augmented), "--out", str(out)]
+    )
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["prompt_augmentation"] is True
+    assert manifest["prompts"][0]["generated_from"].endswith("moving left")
+    assert (out / f"{prompt}-0.mp4").exists()
+
+
+def test_the_driver_runs_vbenchs_evaluator_in_standard_mode(subset, tmp_path, monkeypatch, capsys):
+    calls = {}
+
+    class FakeVBench:
+        def __init__(self, device, full_info_dir, output_path):
+            calls["init"] = (device, full_info_dir, output_path)
+            Path(output_path).mkdir(parents=True, exist_ok=True)
+
+        def evaluate(self, videos_path, name, dimension_list, mode):
+            calls["evaluate"] = (videos_path, name, dimension_list, mode)
+            results = {"color": [0.75, []], "scene": [0.25, []]}
+            (Path(calls["init"][2]) / f"{name}_eval_results.json").write_text(json.dumps(results))
+
+    monkeypatch.setitem(sys.modules, "vbench", types.SimpleNamespace(VBench=FakeVBench))
+    main(["vbench-evaluate", "--videos", str(subset), "--out", str(tmp_path / "results"), "--device", "cpu"])
+    assert calls["evaluate"] == (str(subset), "dcm", ["color", "scene"], "vbench_standard")
+    assert calls["init"][1].endswith("VBench_full_info.json")
+    printed = capsys.readouterr().out
+    assert "color  0.7500" in printed and "missing: subject consistency" in printed
+
+
+def test_the_driver_without_vbenchs_evaluator_says_what_to_install(subset, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "vbench", None)  # import vbench raises ImportError
+    with pytest.raises(SystemExit) as exit_info:
+        main(["vbench-evaluate", "--videos", str(subset)])
+    assert exit_info.value.code == 2
+    assert "install vbench with its dependencies" in capsys.readouterr().err

@@ -1,0 +1,82 @@
+"""The Wan2.1 adapter on a tiny random-weight diffusers WanTransformer3DModel."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dcm_lightning.data.moving_shapes.text import TextCondition
+from dcm_lightning.experts import DualExpertNetwork
+from dcm_lightning.sampling import sample_teacher
+from dcm_lightning.teachers.wan import WAN21_T2V_1_3B, WanNetwork, WanTeacher
+
+TINY_WAN = dict(  # Wan2.1-1.3B's architecture, shrunk
+    WAN21_T2V_1_3B,
+    num_attention_heads=2,
+    attention_head_dim=16,
+    in_channels=4,
+    out_channels=4,
+    text_dim=32,
+    freq_dim=32,
+    ffn_dim=64,
+    num_layers=4,
+    rope_max_seq_len=32,
+)
+LATENT = (4, 3, 8, 8)
+
+
+@pytest.fixture
+def wan():
+    from diffusers import WanTransformer3DModel
+
+    torch.manual_seed(0)
+    transformer = WanTransformer3DModel(**TINY_WAN).eval()
+    negative = TextCondition(torch.zeros(1, 7, 32), torch.ones(1, 7, dtype=torch.bool))
+    return WanTeacher(WanNetwork(transformer), negative, LATENT, shift=3.0, guidance_scale=5.0, num_steps=10)
+
+
+def _text(batch: int = 2) -> TextCondition:
+    mask = torch.ones(batch, 7, dtype=torch.bool)
+    mask[1:, 5:] = False
+    return TextCondition(torch.randn(batch, 7, 32, generator=torch.Generator().manual_seed(1)), mask)
+
+
+def test_predictions_are_the_transformers_flow_velocity_with_wans_cfg(wan):
+    x = torch.randn(2, *LATENT, generator=torch.Generator().manual_seed(2))
+    sigma = torch.tensor([0.9, 0.4])
+    text = _text()
+    prediction = wan.predict(x, sigma, text, feature_blocks=[1, 3])
+    with torch.no_grad():
+        padded = text.embeds * text.mask.unsqueeze(-1)
+        cond = wan.network.transformer(x, 1000 * sigma, padded, return_dict=False)[0]
+        uncond = wan.network.transformer(x, 1000 * sigma, torch.zeros(2, 7, 32), return_dict=False)[0]
+    v = uncond + 5.0 * (cond - uncond)  # WanPipeline's guidance
+    s = sigma.view(-1, 1, 1, 1, 1)
+    torch.testing.assert_close(prediction.x0, x - s * v, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(prediction.eps, x + (1 - s) * v, rtol=1e-4, atol=1e-5)
+    assert [f.shape for f in prediction.features] == [(2, 3 * 4 * 4, 32)] * 2
+
+
+def test_the_detail_expert_wraps_wan_with_lora_and_its_timestep_layers(wan):
+    student = wan.student_copy()
+    assert student.guidance_scale == 1.0 and wan.guidance_scale == 5.0
+    assert student.network is not wan.network
+    experts = DualExpertNetwork(student.network, WanTeacher.psi_modules, lora_rank=4, lora_alpha=8.0)
+    names = experts.trainable_names()
+    assert any("blocks.0.attn1.to_q.lora_A" in n for n in names)
+    assert "psi_parameters.transformer/scale_shift_table" in names
+    assert any(n.startswith("psi.transformer/condition_embedder/time_proj.") for n in names)
+    x = torch.randn(2, *LATENT, generator=torch.Generator().manual_seed(3))
+    args = (x, torch.tensor([900.0, 300.0]), _text().embeds, _text().mask)
+    with torch.no_grad():
+        torch.testing.assert_close(experts(*args, expert="detail"), experts(*args, expert="semantic"))
+    assert 0 < experts.trainable_fraction() < 1
+
+
+def test_a_few_step_student_and_the_guided_teacher_sample_from_the_same_noise(wan):
+    noise = torch.randn(1, *LATENT, generator=torch.Generator().manual_seed(4))
+    text = _text(1)
+    teacher_video = sample_teacher(wan, noise, text)
+    student_video = sample_teacher(wan.student_copy(), noise, text, wan.sigmas()[::5])
+    assert teacher_video.shape == student_video.shape == noise.shape
+    assert torch.isfinite(teacher_video).all() and not torch.equal(teacher_video, student_video)
