@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -84,3 +85,14 @@ def guided_prediction(
         features = [f.chunk(2)[0] for f in features]
     x0, eps = parameterization.to_x0_eps(x, sigma.view(-1, 1, 1, 1, 1), output)
     return Prediction(x0=x0, eps=eps, features=features)
+
+
+def trainable_copy(teacher: nn.Module) -> nn.Module:
+    """A student made from an adapter: a shallow copy whose network is a deep, trainable copy, with
+    classifier-free guidance off (distilled into the student: one forward per step). Whatever else
+    the adapter holds (text encoders, VAE, negative embeddings) is shared, not copied."""
+    student = copy.copy(teacher)
+    student.__dict__["_modules"] = dict(teacher._modules)
+    student.network = copy.deepcopy(teacher.network).requires_grad_(True).train()
+    student.guidance_scale = 1.0
+    return student

@@ -9,16 +9,15 @@ from a trajectory cache needs neither.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 
-import torch
 from torch import Tensor, nn
 
 from dcm_lightning.data.moving_shapes.text import TextCondition
-from dcm_lightning.diffusion import FlowMatching, teacher_sigmas
+from dcm_lightning.diffusion import FlowMatching
 from dcm_lightning.errors import UserError
 from dcm_lightning.teachers.base import Prediction, guided_prediction
+from dcm_lightning.teachers.diffusers_base import DiffusersNetwork, LatentVideoTeacher
 from dcm_lightning.teachers.features import block_outputs
 
 # Wan2.1-T2V-1.3B's transformer (diffusers' conversion of the official config): 30 blocks of width 1536.
@@ -45,18 +44,10 @@ WAN_PSI = (
 )
 
 
-class WanNetwork(nn.Module):
+class WanNetwork(DiffusersNetwork):
     """``(x: b c f h w, timestep: (b,) = 1000·σ, text_embeds: b l d, text_mask: b l) → v`` (plus the
     hidden states of ``feature_blocks``) around a diffusers WanTransformer3DModel; each of its
     ``blocks`` is the FSDP2 and activation-checkpointing unit."""
-
-    def __init__(self, transformer: nn.Module) -> None:
-        super().__init__()
-        self.transformer = transformer
-
-    @property
-    def config(self):
-        return self.transformer.config
 
     @property
     def blocks(self) -> nn.ModuleList:
@@ -71,7 +62,7 @@ class WanNetwork(nn.Module):
         return (v, features) if feature_blocks else v
 
 
-class WanTeacher(nn.Module):
+class WanTeacher(LatentVideoTeacher):
     """Args:
     network: the wrapped transformer.
     negative: the negative prompt's embeddings (1 l d) and mask, the unconditional branch of CFG.
@@ -107,16 +98,6 @@ class WanTeacher(nn.Module):
             raise UserError("this Wan teacher was loaded without its text encoder; give its pipeline folder.")
         return self._encode(list(prompts)).to(self.device)
 
-    def latent_shape(self) -> tuple[int, int, int, int]:
-        return self._latent_shape
-
-    def video_shape(self) -> tuple[int, int, int, int]:
-        c, f, h, w = self._latent_shape
-        return (3, (f - 1) * 4 + 1, h * 8, w * 8)  # Wan's VAE: 4× in time, 8× in space
-
-    def sigmas(self) -> Tensor:
-        return teacher_sigmas(self.num_steps, self.shift)
-
     def predict(
         self,
         x: Tensor,
@@ -138,15 +119,3 @@ class WanTeacher(nn.Module):
         if self._decode is None:
             raise UserError("this Wan teacher was loaded without its VAE; give its pipeline folder to decode.")
         return self._decode(latents)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.network.parameters()).device
-
-    def student_copy(self) -> WanTeacher:
-        """A trainable copy with guidance distilled (scale 1, one forward per step)."""
-        student = copy.copy(self)
-        student.__dict__["_modules"] = dict(self._modules)
-        student.network = copy.deepcopy(self.network).requires_grad_(True).train()
-        student.guidance_scale = 1.0
-        return student

@@ -31,6 +31,15 @@ from dcm_lightning.modules import DetEModule, PhasedConsistencyModule
 CONFIGS = {"dete": "configs/dete_tiny.yaml", "lcm": "configs/lcm_tiny.yaml", "pcm": "configs/pcm_tiny.yaml"}
 
 
+def _value(text: str):
+    """A --set value as YAML reads it, with "1e-5" a number too (YAML 1.1 wants "1.0e-5")."""
+    value = yaml.safe_load(text)
+    try:
+        return float(value) if isinstance(value, str) else value
+    except ValueError:
+        return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("kind", choices=sorted(CONFIGS))
@@ -38,7 +47,7 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="model settings over the config's")
     args = parser.parse_args()
     settings = yaml.safe_load(Path(CONFIGS[args.kind]).read_text())["model"]["init_args"]
-    settings.update({k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)})
+    settings.update({k: _value(v) for k, v in (item.split("=", 1) for item in args.set)})
     L.seed_everything(0)
     module = (DetEModule if args.kind == "dete" else PhasedConsistencyModule)(**settings)
     steps = args.batches * getattr(module, "optimizer_steps_per_batch", 1)

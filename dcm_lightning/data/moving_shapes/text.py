@@ -13,13 +13,16 @@ from dcm_lightning.data.moving_shapes.vocabulary import parse_prompt, reduce_to_
 
 @dataclass
 class TextCondition:
-    """Per-token prompt embeddings and their mask; an all-False mask is the empty (null) prompt."""
+    """Per-token prompt embeddings and their mask (an all-False mask is the empty, null prompt), plus
+    the pooled prompt vector of teachers that take one (HunyuanVideo's CLIP projection)."""
 
     embeds: Tensor  # b l d
     mask: Tensor  # b l, bool
+    pooled: Tensor | None = None  # b p
 
     def to(self, device: torch.device | str) -> TextCondition:
-        return TextCondition(self.embeds.to(device), self.mask.to(device))
+        pooled = None if self.pooled is None else self.pooled.to(device)
+        return TextCondition(self.embeds.to(device), self.mask.to(device), pooled)
 
     def __len__(self) -> int:
         return self.embeds.shape[0]

@@ -1,0 +1,129 @@
+"""HunyuanVideo (diffusers ``HunyuanVideoTransformer3DModel``) behind the VideoTeacher interface.
+
+Rectified flow with v = ε − x0 and model timestep 1000·σ, as HunyuanVideoPipeline's
+FlowMatchEulerDiscreteScheduler. HunyuanVideo is guidance-distilled: its guidance is an embedded
+input (scale · 1000), one forward per step, which the teacher and its students keep
+(``embedded_guidance``, official 6.0); classifier-free guidance against a negative prompt
+("true CFG", ``guidance_scale`` > 1) is possible but off by default, as in the pipeline. The text
+condition is the Llama hidden states with their attention mask (padding on the right) plus the
+CLIP pooled projection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from dcm_lightning.data.moving_shapes.text import TextCondition
+from dcm_lightning.diffusion import FlowMatching, classifier_free_guidance
+from dcm_lightning.errors import UserError
+from dcm_lightning.teachers.base import Prediction
+from dcm_lightning.teachers.diffusers_base import DiffusersNetwork, LatentVideoTeacher
+from dcm_lightning.teachers.features import block_outputs
+
+HUNYUAN_PSI = ("transformer.time_text_embed", "transformer.norm_out", "transformer.proj_out")
+
+
+class HunyuanVideoNetwork(DiffusersNetwork):
+    """``(x: b c f h w, timestep: (b,) = 1000·σ, text_embeds: b l d, text_mask: b l, pooled: b p,
+    guidance: (b,) = scale·1000) → v`` (plus the image-token hidden states of ``feature_blocks``,
+    numbered over the dual-stream then the single-stream blocks)."""
+
+    @property
+    def blocks(self) -> nn.ModuleList:
+        """Every transformer block in order: the FSDP2 and activation-checkpointing units."""
+        return nn.ModuleList([*self.transformer.transformer_blocks, *self.transformer.single_transformer_blocks])
+
+    def forward(
+        self,
+        x: Tensor,
+        timestep: Tensor,
+        text_embeds: Tensor,
+        text_mask: Tensor,
+        pooled: Tensor,
+        guidance: Tensor,
+        feature_blocks: Sequence[int] = (),
+    ):
+        with block_outputs(self.blocks, feature_blocks) as features:
+            v = self.transformer(
+                hidden_states=x,
+                timestep=timestep,
+                encoder_hidden_states=text_embeds,
+                encoder_attention_mask=text_mask.to(text_embeds.dtype),
+                pooled_projections=pooled,
+                guidance=guidance,
+                return_dict=False,
+            )[0]
+        return (v, features) if feature_blocks else v
+
+
+class HunyuanVideoTeacher(LatentVideoTeacher):
+    """Args:
+    network: the wrapped transformer.
+    latent_shape: ``c f h w`` of one latent video (720p, 129 frames: 16, 33, 90, 160).
+    shift, num_steps: the sampler's grid (HunyuanVideo: 7.0, 50; the paper's DCM runs: 17).
+    embedded_guidance: the guidance the transformer is given as an input (official 6.0).
+    guidance_scale: true classifier-free guidance against ``negative`` (1.0: off, one forward per step).
+    negative: the negative prompt's condition, needed only when guidance_scale > 1.
+    """
+
+    parameterization = FlowMatching()
+    psi_modules = HUNYUAN_PSI
+
+    def __init__(
+        self,
+        network: HunyuanVideoNetwork,
+        latent_shape: tuple[int, int, int, int],
+        shift: float = 7.0,
+        num_steps: int = 50,
+        embedded_guidance: float = 6.0,
+        guidance_scale: float = 1.0,
+        negative: TextCondition | None = None,
+    ) -> None:
+        super().__init__()
+        if guidance_scale != 1.0 and negative is None:
+            raise UserError("true CFG (guidance_scale > 1) on HunyuanVideo needs the negative prompt's embeddings.")
+        self.network = network
+        self._latent_shape = tuple(latent_shape)
+        self.shift, self.num_steps = shift, num_steps
+        self.embedded_guidance, self.guidance_scale, self.negative = embedded_guidance, guidance_scale, negative
+
+    def encode_prompts(self, prompts: Sequence[str], open_vocabulary: bool = False) -> TextCondition:
+        raise UserError("this HunyuanVideo teacher was built without its text encoders; give cached embeddings.")
+
+    def _velocity(self, x, timestep, condition: TextCondition, feature_blocks, **network_kwargs):
+        guidance = torch.full_like(timestep, self.embedded_guidance * 1000.0)
+        args = (x, timestep, condition.embeds, condition.mask, condition.pooled.to(x.dtype), guidance)
+        out = self.network(*args, feature_blocks=feature_blocks, **network_kwargs)
+        return out if feature_blocks else (out, [])
+
+    def predict(
+        self,
+        x: Tensor,
+        sigma: Tensor,
+        condition: TextCondition,
+        guidance_scale: float | None = None,
+        feature_blocks: Sequence[int] = (),
+        **network_kwargs,
+    ) -> Prediction:
+        scale = self.guidance_scale if guidance_scale is None else guidance_scale
+        sigma = sigma.to(x.dtype).reshape(-1)
+        timestep = self.parameterization.model_timestep(sigma)
+        v, features = self._velocity(x, timestep, condition, feature_blocks, **network_kwargs)
+        if scale != 1.0:  # the pipeline's true CFG: a second forward with the negative prompt
+            negative = self.negative.to(x.device)
+            batch = len(condition)
+            negative = TextCondition(
+                negative.embeds.expand(batch, -1, -1),
+                negative.mask.expand(batch, -1),
+                negative.pooled.expand(batch, -1),
+            )
+            v_negative, _ = self._velocity(x, timestep, negative, (), **network_kwargs)
+            v = classifier_free_guidance(v, v_negative, scale)
+        x0, eps = self.parameterization.to_x0_eps(x, sigma.view(-1, 1, 1, 1, 1), v)
+        return Prediction(x0=x0, eps=eps, features=features)
+
+    def decode(self, latents: Tensor) -> Tensor:
+        raise UserError("this HunyuanVideo teacher was built without its VAE; give its pipeline folder to decode.")
