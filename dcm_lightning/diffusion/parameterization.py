@@ -62,7 +62,10 @@ class VPrediction:
         return torch.round(sigma.double() * (self.num_train_timesteps - 1)).long()
 
     def coefficients(self, sigma: Tensor) -> tuple[Tensor, Tensor]:
+        # σ = 0 is clean data (ᾱ = 1), where DDIM's last step lands ("set_alpha_to_one"); the model
+        # itself is never asked at σ = 0, so timestep 0 keeps its own ᾱ_0 for model_timestep.
         alpha_bar = self.alphas_cumprod[self.timestep_index(sigma)].to(sigma.dtype)
+        alpha_bar = torch.where(sigma == 0, torch.ones_like(alpha_bar), alpha_bar)
         return alpha_bar.sqrt(), (1.0 - alpha_bar).sqrt()
 
     def model_timestep(self, sigma: Tensor) -> Tensor:

@@ -1,0 +1,113 @@
+"""CogVideoX (diffusers ``CogVideoXTransformer3DModel``) behind the VideoTeacher interface.
+
+Variance-preserving v-prediction on the teacher's own DDPM ᾱ schedule (``VPrediction``; noise
+coordinate σ = t / 999), classifier-free guidance against the negative prompt, and the
+CogVideoXDDIMScheduler's "trailing" timesteps as the sampling grid. The transformer takes
+``b f c h w``; the wrapper converts from and to this package's ``b c f h w``. Not yet supported:
+the distillation path's grids (``sigma_at``) are flow-matching grids, so CogVideoX trains no student.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+
+from dcm_lightning.data.moving_shapes.text import TextCondition
+from dcm_lightning.diffusion import VPrediction
+from dcm_lightning.errors import UserError
+from dcm_lightning.teachers.base import Prediction, guided_prediction
+from dcm_lightning.teachers.diffusers_base import DiffusersNetwork, LatentVideoTeacher
+from dcm_lightning.teachers.features import block_outputs
+
+COGVIDEOX_PSI = ("transformer.time_embedding", "transformer.norm_out", "transformer.proj_out")
+
+
+class CogVideoXNetwork(DiffusersNetwork):
+    """``(x: b c f h w, timestep: (b,) DDPM t, text_embeds: b l d, text_mask: b l) → v`` (plus the
+    video-token hidden states of ``feature_blocks``). Without rotary embeddings (CogVideoX-2b) the
+    text must be exactly ``max_text_seq_length`` tokens (226), padded, as the pipeline pads."""
+
+    def __init__(self, transformer: nn.Module, image_rotary_emb: tuple[Tensor, Tensor] | None = None) -> None:
+        super().__init__(transformer)
+        self.image_rotary_emb = image_rotary_emb
+
+    @property
+    def blocks(self) -> nn.ModuleList:
+        return self.transformer.transformer_blocks
+
+    def forward(
+        self, x: Tensor, timestep: Tensor, text_embeds: Tensor, text_mask: Tensor, feature_blocks: Sequence[int] = ()
+    ):
+        with block_outputs(self.blocks, feature_blocks) as features:
+            v = self.transformer(
+                hidden_states=rearrange(x, "b c f h w -> b f c h w"),
+                encoder_hidden_states=text_embeds,
+                timestep=timestep,
+                image_rotary_emb=self.image_rotary_emb,
+                return_dict=False,
+            )[0]
+        v = rearrange(v, "b f c h w -> b c f h w")
+        return (v, features) if feature_blocks else v
+
+
+def trailing_sigmas(num_steps: int, num_train_timesteps: int = 1000) -> Tensor:
+    """CogVideoXDDIMScheduler's ``timestep_spacing="trailing"`` timesteps as σ = t / (T − 1), then 0."""
+    timesteps = torch.round(torch.arange(num_train_timesteps, 0, -num_train_timesteps / num_steps)) - 1
+    return torch.cat([timesteps.double() / (num_train_timesteps - 1), torch.zeros(1, dtype=torch.float64)])
+
+
+class CogVideoXTeacher(LatentVideoTeacher):
+    """Args:
+    network: the wrapped transformer.
+    alphas_cumprod: the scheduler's ᾱ (CogVideoX: scaled-linear betas, SNR shift 3, zero terminal SNR).
+    negative: the negative prompt's embeddings (1 l d) and mask, the unconditional branch of CFG.
+    latent_shape: ``c f h w`` of one latent video (CogVideoX-2b, 49 frames at 480×720: 16, 13, 60, 90).
+    guidance_scale, num_steps: the sampler's (official 6, 50).
+    """
+
+    psi_modules = COGVIDEOX_PSI
+
+    def __init__(
+        self,
+        network: CogVideoXNetwork,
+        alphas_cumprod: Tensor,
+        negative: TextCondition,
+        latent_shape: tuple[int, int, int, int],
+        guidance_scale: float = 6.0,
+        num_steps: int = 50,
+    ) -> None:
+        super().__init__()
+        self.network = network
+        self.parameterization = VPrediction(alphas_cumprod)
+        self.negative = negative
+        self._latent_shape = tuple(latent_shape)
+        self.guidance_scale, self.num_steps = guidance_scale, num_steps
+        self.shift = None  # a VP teacher's grid is its scheduler's timesteps, not a shifted flow grid
+
+    def encode_prompts(self, prompts: Sequence[str], open_vocabulary: bool = False) -> TextCondition:
+        raise UserError("this CogVideoX teacher was built without its text encoder; give cached embeddings.")
+
+    def sigmas(self) -> Tensor:
+        return trailing_sigmas(self.num_steps, self.parameterization.num_train_timesteps)
+
+    def predict(
+        self,
+        x: Tensor,
+        sigma: Tensor,
+        condition: TextCondition,
+        guidance_scale: float | None = None,
+        feature_blocks: Sequence[int] = (),
+        **network_kwargs,
+    ) -> Prediction:
+        scale = self.guidance_scale if guidance_scale is None else guidance_scale
+        batch = len(condition)
+        negative = TextCondition(self.negative.embeds.expand(batch, -1, -1), self.negative.mask.expand(batch, -1))
+        return guided_prediction(
+            self.network, self.parameterization, x, sigma, condition, negative, scale, feature_blocks, **network_kwargs
+        )
+
+    def decode(self, latents: Tensor) -> Tensor:
+        raise UserError("this CogVideoX teacher was built without its VAE; give its pipeline folder to decode.")

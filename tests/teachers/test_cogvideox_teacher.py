@@ -1,0 +1,96 @@
+"""The CogVideoX adapter on a tiny random-weight diffusers CogVideoXTransformer3DModel."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dcm_lightning.data.moving_shapes.text import TextCondition
+from dcm_lightning.experts import DualExpertNetwork
+from dcm_lightning.sampling import sample_teacher
+from dcm_lightning.teachers.cogvideox import CogVideoXNetwork, CogVideoXTeacher
+
+LATENT = (4, 3, 8, 8)  # c f h w
+
+
+def _scheduler():
+    from diffusers import CogVideoXDDIMScheduler
+
+    return CogVideoXDDIMScheduler(  # CogVideoX-2b's scheduler config
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        num_train_timesteps=1000,
+        prediction_type="v_prediction",
+        rescale_betas_zero_snr=True,
+        set_alpha_to_one=True,
+        snr_shift_scale=3.0,
+        steps_offset=0,
+        timestep_spacing="trailing",
+    )
+
+
+@pytest.fixture
+def cogvideox():
+    from diffusers import CogVideoXTransformer3DModel
+
+    torch.manual_seed(0)
+    transformer = CogVideoXTransformer3DModel(
+        num_attention_heads=2,
+        attention_head_dim=16,
+        in_channels=4,
+        out_channels=4,
+        time_embed_dim=16,
+        text_embed_dim=32,
+        num_layers=2,
+        sample_width=8,
+        sample_height=8,
+        sample_frames=9,
+        patch_size=2,
+        temporal_compression_ratio=4,
+        max_text_seq_length=7,
+        use_rotary_positional_embeddings=False,
+    ).eval()
+    negative = TextCondition(torch.zeros(1, 7, 32), torch.ones(1, 7, dtype=torch.bool))
+    return CogVideoXTeacher(CogVideoXNetwork(transformer), _scheduler().alphas_cumprod, negative, LATENT)
+
+
+def test_the_50_step_sample_equals_diffusers_cogvideox_ddim_loop(cogvideox):
+    """CogVideoXPipeline's loop: trailing timesteps, v-prediction, CFG 6 over [negative, prompt]."""
+    noise = torch.randn(2, *LATENT, generator=torch.Generator().manual_seed(2))
+    text = TextCondition(
+        torch.randn(2, 7, 32, generator=torch.Generator().manual_seed(1)), torch.ones(2, 7, dtype=torch.bool)
+    )
+    ours = sample_teacher(cogvideox, noise, text)
+
+    scheduler = _scheduler()
+    scheduler.set_timesteps(50)
+    latents = noise.permute(0, 2, 1, 3, 4).clone()  # b f c h w
+    prompt_embeds = torch.cat([torch.zeros(2, 7, 32), text.embeds])
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            v = cogvideox.network.transformer(
+                hidden_states=torch.cat([latents] * 2),
+                encoder_hidden_states=prompt_embeds,
+                timestep=t.expand(4),
+                return_dict=False,
+            )[0]
+            uncond, conditional = v.chunk(2)
+            latents = scheduler.step(uncond + 6.0 * (conditional - uncond), t, latents, return_dict=False)[0]
+    torch.testing.assert_close(ours, latents.permute(0, 2, 1, 3, 4), rtol=1e-4, atol=1e-4)
+
+
+def test_the_detail_expert_wraps_cogvideox(cogvideox):
+    experts = DualExpertNetwork(cogvideox.student_copy().network, CogVideoXTeacher.psi_modules, lora_rank=4)
+    names = experts.trainable_names()
+    assert any("transformer_blocks.0.attn1.to_q.lora_A" in n for n in names)
+    assert any(n.startswith("psi.transformer/time_embedding.") for n in names)
+    x = torch.randn(2, *LATENT, generator=torch.Generator().manual_seed(3))
+    args = (x, torch.tensor([900, 200]), torch.randn(2, 7, 32), torch.ones(2, 7, dtype=torch.bool))
+    with torch.no_grad():
+        torch.testing.assert_close(experts(*args, expert="detail"), experts(*args, expert="semantic"))
+    features = cogvideox.predict(
+        x, torch.tensor([0.9, 0.2]), TextCondition(args[2], args[3]), feature_blocks=[1]
+    ).features
+    assert [f.shape for f in features] == [(2, 3 * 4 * 4, 32)]
