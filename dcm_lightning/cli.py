@@ -7,6 +7,7 @@ are plain tools that load a trained model. Bad input ends with one sentence and 
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 
 import lightning as L
@@ -81,7 +82,14 @@ class DCMLightningCLI(LightningCLI):
         )
 
 
+# Warnings that say nothing to a user of this package: the frozen teacher is in eval mode on purpose,
+# and the pytree deprecation comes from inside Lightning.
+QUIET_WARNINGS = (r"Found \d+ module\(s\) in eval mode", r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
+    for message in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
     from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     tools = _tools()
