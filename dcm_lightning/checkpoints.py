@@ -5,6 +5,7 @@ Nothing is unpickled beyond tensors and plain containers (``torch.load(weights_o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from torch import Tensor
 from dcm_lightning.diffusion import sigma_at, teacher_sigmas
 from dcm_lightning.diffusion.phases import CLEAN_INDEX, schedule_indices
 from dcm_lightning.errors import UserError
+from dcm_lightning.sampling import sample_teacher, seeded_noise
 from dcm_lightning.teachers.base import VideoTeacher
 from dcm_lightning.teachers.tiny import SHIPPED_TINY_TEACHER, TinyTeacher
 
@@ -103,6 +105,14 @@ class Generator:
     @property
     def steps(self) -> int:
         return len(self.sigmas) - 1
+
+    def videos(self, prompts: Sequence[str], seeds: Sequence[int], open_vocabulary: bool = False) -> Tensor:
+        """Decoded videos (b c f h w in [0, 1], on the model's device) of ``prompts``, each from the
+        seeded noise of its seed: the same prompt and seed give the same video for every model."""
+        model = self.model
+        noise = seeded_noise(list(seeds), model.latent_shape()).to(model.device)
+        condition = model.encode_prompts(list(prompts), open_vocabulary=open_vocabulary)
+        return model.decode(sample_teacher(model, noise, condition, self.sigmas, self.guidance_scale))
 
 
 def load_generator(path: str | Path | None, steps: int | None = None, guidance_scale: float | None = None) -> Generator:

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dcm_lightning.data.moving_shapes import MovingShapesSpec, ShapeAttributes, analyze_clip
-from dcm_lightning.data.moving_shapes.analyzer import MIN_TRAVEL_PIXELS, ClipAnalysis, track_travel
+from dcm_lightning.data.moving_shapes.analyzer import MIN_TRAVEL_PIXELS, ClipAnalysis, bright_region, track_travel
 from dcm_lightning.data.moving_shapes.vocabulary import COLORS
 
 QUALITY_WEIGHTS: dict[str, float] = {
@@ -105,11 +105,7 @@ def background_consistency(video: Tensor, analysis: ClipAnalysis) -> float:
 
 def _bright_color(frame: Tensor, mask: Tensor) -> Tensor | None:
     """Mean RGB of a frame's brightest shape pixels (the unstriped part), None without a shape."""
-    if not mask.any():
-        return None
-    brightness = frame.amax(dim=0)
-    level = torch.quantile(brightness[mask], 0.9)
-    return frame[:, mask & (brightness >= 0.8 * level)].mean(dim=1)
+    return frame[:, bright_region(frame, mask)[2]].mean(dim=1) if mask.any() else None
 
 
 def temporal_flickering(video: Tensor, analysis: ClipAnalysis) -> float:

@@ -12,7 +12,6 @@ from tqdm.auto import tqdm
 from dcm_lightning.checkpoints import Generator
 from dcm_lightning.data.moving_shapes.datasets import PromptCase
 from dcm_lightning.evaluation.oracle_accuracy import oracle_accuracy
-from dcm_lightning.sampling import sample_teacher, seeded_noise
 
 
 def evaluate_on_suite(
@@ -25,9 +24,7 @@ def evaluate_on_suite(
     batches = range(0, len(cases), batch_size)
     for first in tqdm(batches, desc=f"{generator.kind} {generator.steps} steps", unit="batch", disable=not progress):
         batch = cases[first : first + batch_size]
-        noise = seeded_noise([c.seed for c in batch], model.latent_shape())
-        condition = model.encode_prompts([c.prompt for c in batch])
-        videos.append(model.decode(sample_teacher(model, noise, condition, generator.sigmas, generator.guidance_scale)))
+        videos.append(generator.videos([c.prompt for c in batch], [c.seed for c in batch]).cpu())
     seconds = time.perf_counter() - start
     videos = torch.cat(videos)
     scores = oracle_accuracy(videos, [c.attributes for c in cases], model.spec)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from torch import Tensor, nn
+from torch import nn
 from tqdm.auto import tqdm
 
 from dcm_lightning.checkpoints import Generator, load_generator
@@ -20,7 +20,6 @@ from dcm_lightning.evaluation.agreement import teacher_agreement
 from dcm_lightning.evaluation.latency import count_forwards, nfe_bound_fraction, seconds_per_call
 from dcm_lightning.evaluation.minibench import aggregate, score_video
 from dcm_lightning.evaluation.report import write_report
-from dcm_lightning.sampling import sample_teacher, seeded_noise
 
 DATA_ROW = "data"
 
@@ -99,13 +98,6 @@ class MiniBenchModule(L.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self._reset()
 
-    def _sample(self, generator: Generator, prompts: list[str], seeds: list[int]) -> Tensor:
-        model = generator.model
-        noise = seeded_noise(seeds, model.latent_shape()).to(self.device)
-        condition = model.encode_prompts(prompts)
-        latents = sample_teacher(model, noise, condition, generator.sigmas, generator.guidance_scale)
-        return model.decode(latents).float().cpu()
-
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         prompts, seeds = list(batch["prompt"]), batch["seed"].tolist()
         attributes = [parse_prompt(p) for p in prompts]
@@ -113,7 +105,7 @@ class MiniBenchModule(L.LightningModule):
         for model in self.models:
             generator = self.generators[model.label]
             with count_forwards(generator.model.network) as count:
-                videos = self._sample(generator, prompts, seeds)
+                videos = generator.videos(prompts, seeds).float().cpu()
             self.rows_sampled[model.label] += count.rows
             self.scores[model.label] += [
                 score_video(v, a, generator.model.spec) for v, a in zip(videos, attributes, strict=True)
@@ -132,7 +124,7 @@ class MiniBenchModule(L.LightningModule):
     def _latency(self, generator: Generator) -> float:
         prompt = self.trainer.datamodule.cases[0]
         return seconds_per_call(
-            lambda: self._sample(generator, [prompt.prompt], [prompt.seed]),
+            lambda: generator.videos([prompt.prompt], [prompt.seed]),
             self.device,
             warmup=self.latency_warmup,
             repeats=self.latency_repeats,

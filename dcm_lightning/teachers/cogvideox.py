@@ -18,8 +18,7 @@ from torch import Tensor, nn
 from dcm_lightning.data.moving_shapes.text import TextCondition
 from dcm_lightning.diffusion import VPrediction
 from dcm_lightning.errors import UserError
-from dcm_lightning.teachers.base import Prediction, guided_prediction
-from dcm_lightning.teachers.diffusers_base import DiffusersNetwork, LatentVideoTeacher
+from dcm_lightning.teachers.diffusers_base import DiffusersNetwork, NegativePromptTeacher
 from dcm_lightning.teachers.features import block_outputs
 
 COGVIDEOX_PSI = ("transformer.time_embedding", "transformer.norm_out", "transformer.proj_out")
@@ -59,7 +58,7 @@ def trailing_sigmas(num_steps: int, num_train_timesteps: int = 1000) -> Tensor:
     return torch.cat([timesteps.double() / (num_train_timesteps - 1), torch.zeros(1, dtype=torch.float64)])
 
 
-class CogVideoXTeacher(LatentVideoTeacher):
+class CogVideoXTeacher(NegativePromptTeacher):
     """Args:
     network: the wrapped transformer.
     alphas_cumprod: the scheduler's ᾱ (CogVideoX: scaled-linear betas, SNR shift 3, zero terminal SNR).
@@ -92,22 +91,6 @@ class CogVideoXTeacher(LatentVideoTeacher):
 
     def sigmas(self) -> Tensor:
         return trailing_sigmas(self.num_steps, self.parameterization.num_train_timesteps)
-
-    def predict(
-        self,
-        x: Tensor,
-        sigma: Tensor,
-        condition: TextCondition,
-        guidance_scale: float | None = None,
-        feature_blocks: Sequence[int] = (),
-        **network_kwargs,
-    ) -> Prediction:
-        scale = self.guidance_scale if guidance_scale is None else guidance_scale
-        batch = len(condition)
-        negative = TextCondition(self.negative.embeds.expand(batch, -1, -1), self.negative.mask.expand(batch, -1))
-        return guided_prediction(
-            self.network, self.parameterization, x, sigma, condition, negative, scale, feature_blocks, **network_kwargs
-        )
 
     def decode(self, latents: Tensor) -> Tensor:
         raise UserError("this CogVideoX teacher was built without its VAE; give its pipeline folder to decode.")

@@ -3,11 +3,14 @@ side of the teacher interface."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
+from dcm_lightning.data.moving_shapes.text import TextCondition
 from dcm_lightning.diffusion import teacher_sigmas
-from dcm_lightning.teachers.base import trainable_copy
+from dcm_lightning.teachers.base import Prediction, guided_prediction, trainable_copy
 
 VAE_TIME, VAE_SPACE = 4, 8  # HunyuanVideo's and Wan's causal video VAEs: 4× in time, 8× in space
 
@@ -52,3 +55,26 @@ class LatentVideoTeacher(nn.Module):
     def student_copy(self):
         """A trainable copy with classifier-free guidance distilled (one forward per step)."""
         return trainable_copy(self)
+
+
+class NegativePromptTeacher(LatentVideoTeacher):
+    """Classifier-free guidance against a negative prompt's condition ``negative`` (1 l d), the
+    conditional and unconditional halves batched in one network call (Wan, CogVideoX)."""
+
+    negative: TextCondition
+    guidance_scale: float
+
+    def predict(
+        self,
+        x: Tensor,
+        sigma: Tensor,
+        condition: TextCondition,
+        guidance_scale: float | None = None,
+        feature_blocks: Sequence[int] = (),
+        **network_kwargs,
+    ) -> Prediction:
+        scale = self.guidance_scale if guidance_scale is None else guidance_scale
+        negative = self.negative.expand(len(condition))
+        return guided_prediction(
+            self.network, self.parameterization, x, sigma, condition, negative, scale, feature_blocks, **network_kwargs
+        )

@@ -113,13 +113,7 @@ class HunyuanVideoTeacher(LatentVideoTeacher):
         timestep = self.parameterization.model_timestep(sigma)
         v, features = self._velocity(x, timestep, condition, feature_blocks, **network_kwargs)
         if scale != 1.0:  # the pipeline's true CFG: a second forward with the negative prompt
-            negative = self.negative.to(x.device)
-            batch = len(condition)
-            negative = TextCondition(
-                negative.embeds.expand(batch, -1, -1),
-                negative.mask.expand(batch, -1),
-                negative.pooled.expand(batch, -1),
-            )
+            negative = self.negative.to(x.device).expand(len(condition))
             v_negative, _ = self._velocity(x, timestep, negative, (), **network_kwargs)
             v = classifier_free_guidance(v, v_negative, scale)
         x0, eps = self.parameterization.to_x0_eps(x, sigma.view(-1, 1, 1, 1, 1), v)

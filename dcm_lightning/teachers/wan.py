@@ -16,8 +16,7 @@ from torch import Tensor, nn
 from dcm_lightning.data.moving_shapes.text import TextCondition
 from dcm_lightning.diffusion import FlowMatching
 from dcm_lightning.errors import UserError
-from dcm_lightning.teachers.base import Prediction, guided_prediction
-from dcm_lightning.teachers.diffusers_base import DiffusersNetwork, LatentVideoTeacher
+from dcm_lightning.teachers.diffusers_base import DiffusersNetwork, NegativePromptTeacher
 from dcm_lightning.teachers.features import block_outputs
 
 # Wan2.1-T2V-1.3B's transformer (diffusers' conversion of the official config): 30 blocks of width 1536.
@@ -62,7 +61,7 @@ class WanNetwork(DiffusersNetwork):
         return (v, features) if feature_blocks else v
 
 
-class WanTeacher(LatentVideoTeacher):
+class WanTeacher(NegativePromptTeacher):
     """Args:
     network: the wrapped transformer.
     negative: the negative prompt's embeddings (1 l d) and mask, the unconditional branch of CFG.
@@ -97,23 +96,6 @@ class WanTeacher(LatentVideoTeacher):
         if self._encode is None:
             raise UserError("this Wan teacher was loaded without its text encoder; give its pipeline folder.")
         return self._encode(list(prompts)).to(self.device)
-
-    def predict(
-        self,
-        x: Tensor,
-        sigma: Tensor,
-        condition: TextCondition,
-        guidance_scale: float | None = None,
-        feature_blocks: Sequence[int] = (),
-        **network_kwargs,
-    ) -> Prediction:
-        scale = self.guidance_scale if guidance_scale is None else guidance_scale
-        negative = TextCondition(
-            self.negative.embeds.expand(len(condition), -1, -1), self.negative.mask.expand(len(condition), -1)
-        )
-        return guided_prediction(
-            self.network, self.parameterization, x, sigma, condition, negative, scale, feature_blocks, **network_kwargs
-        )
 
     def decode(self, latents: Tensor) -> Tensor:
         if self._decode is None:

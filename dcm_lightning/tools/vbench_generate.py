@@ -21,7 +21,6 @@ from dcm_lightning.evaluation.vbench_prompts import (
     video_name,
 )
 from dcm_lightning.media import write_mp4
-from dcm_lightning.sampling import sample_teacher, seeded_noise
 
 UPSCALE = 4  # the tiny tier's 32×32 frames are written at 128×128
 
@@ -74,9 +73,7 @@ def main(argv: Sequence[str]) -> None:
         names = [video_name(entry.prompt, i) for i in range(args.videos_per_prompt)]
         todo = [i for i, name in enumerate(names) if not (out / name).exists()]
         if todo:
-            noise = seeded_noise([seeds[i] for i in todo], model.latent_shape())
-            condition = model.encode_prompts([text] * len(todo), open_vocabulary=True)
-            videos = model.decode(sample_teacher(model, noise, condition, generator.sigmas, generator.guidance_scale))
+            videos = generator.videos([text] * len(todo), [seeds[i] for i in todo], open_vocabulary=True)
             for i, video in zip(todo, videos, strict=True):
                 write_mp4(out / names[i], video, fps=args.fps, upscale=UPSCALE)
         records.append(

@@ -107,11 +107,16 @@ def _classify_shape(mask: Tensor) -> str | None:
     return best if ious[best] >= MIN_SHAPE_IOU else None
 
 
-def _classify_color_texture(frame: Tensor, mask: Tensor) -> tuple[str, str]:
+def bright_region(frame: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-pixel brightness (h w), the shape's bright level (its 90th percentile inside ``mask``) and
+    the mask of the shape's bright pixels (the base color, without stripes) of one ``c h w`` frame."""
     brightness = frame.amax(dim=0)  # h w
-    values = brightness[mask]
-    bright_level = torch.quantile(values, 0.9)
-    bright = mask & (brightness >= 0.8 * bright_level)
+    bright_level = torch.quantile(brightness[mask], 0.9)
+    return brightness, bright_level, mask & (brightness >= 0.8 * bright_level)
+
+
+def _classify_color_texture(frame: Tensor, mask: Tensor) -> tuple[str, str]:
+    brightness, bright_level, bright = bright_region(frame, mask)
     rgb = frame[:, bright].mean(dim=1)
     rgb = rgb / rgb.max().clamp_min(1e-6)
     palette = {name: torch.tensor(c) / max(c) for name, c in COLORS.items()}

@@ -27,6 +27,11 @@ class TextCondition:
     def __len__(self) -> int:
         return self.embeds.shape[0]
 
+    def expand(self, batch: int) -> TextCondition:
+        """A one-prompt condition (a negative prompt, say) repeated for ``batch`` samples, without a copy."""
+        pooled = None if self.pooled is None else self.pooled.expand(batch, -1)
+        return TextCondition(self.embeds.expand(batch, -1, -1), self.mask.expand(batch, -1), pooled)
+
 
 class MovingShapesTextEncoder:
     """Maps each vocabulary word to a fixed vector drawn from a seeded NumPy generator (stable across
