@@ -99,7 +99,8 @@ def measure(config: dict, shape: tuple, text_len: int, device: torch.device, ste
     x_prev = (x_n + 0.01 * torch.randn(1, *latent, generator=generator).to(device)).contiguous()
     sigma_n, sigma_prev, sigma_end = (torch.tensor([s], device=device) for s in (0.99, 0.985, 0.98))
 
-    torch.cuda.reset_peak_memory_stats(device) if device.type == "cuda" else None
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     for _ in range(warmup):
         seme_step(student, optimizer, x_n, x_prev, sigma_n, sigma_prev, sigma_end, text, device)
     synchronize(device)
