@@ -5,6 +5,7 @@ Nothing is unpickled beyond tensors and plain containers (``torch.load(weights_o
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,18 +13,23 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from dcm_lightning.diffusion import sigma_at, teacher_sigmas
+from dcm_lightning.diffusion import sigma_at
 from dcm_lightning.diffusion.phases import CLEAN_INDEX, schedule_indices
+from dcm_lightning.distributed import is_sharded_checkpoint, read_sharded_checkpoint
 from dcm_lightning.errors import UserError
 from dcm_lightning.sampling import sample_teacher, seeded_noise
 from dcm_lightning.teachers.base import VideoTeacher
+from dcm_lightning.teachers.pretrained import DiffusersTeacherConfig, load_diffusers_teacher
 from dcm_lightning.teachers.tiny import SHIPPED_TINY_TEACHER, TinyTeacher
 
 MODULE_KEY = "dcm_lightning_module"  # the class that wrote a checkpoint, by its name in dcm_lightning.modules
 
 
 def read_lightning_checkpoint(path: str | Path) -> dict:
+    """A ``fit`` checkpoint: a ``.ckpt`` file, or a sharded (FSDP2) checkpoint folder read whole."""
     path = Path(path)
+    if is_sharded_checkpoint(path):
+        return read_sharded_checkpoint(path)
     if not path.is_file():
         raise UserError(f"checkpoint {str(path)!r} does not exist.")
     try:
@@ -52,19 +58,36 @@ def teacher_module_from_checkpoint(path: str | Path):
     return module, checkpoint
 
 
-def load_teacher(path: str | Path | None = None) -> TinyTeacher:
-    """The shipped tiny teacher (``None``), a pretrained folder, or a TeacherModule ``.ckpt`` (its EMA)."""
+def load_teacher(path: str | Path | dict | DiffusersTeacherConfig | None = None) -> VideoTeacher:
+    """The shipped tiny teacher (``None``), a pretrained tiny-teacher folder, a TeacherModule ``.ckpt``
+    (its EMA), or a real teacher: a diffusers pipeline folder with its settings (a
+    ``DiffusersTeacherConfig`` or its dict)."""
+    if isinstance(path, DiffusersTeacherConfig | dict):
+        return load_diffusers_teacher(path)
     if path is None:
         return TinyTeacher.from_pretrained(SHIPPED_TINY_TEACHER)
     path = Path(path)
     if not path.exists():
         raise UserError(f"checkpoint path {str(path)!r} does not exist.")
-    if path.is_dir():
+    if path.is_dir() and not is_sharded_checkpoint(path):
+        if (path / "model_index.json").is_file():
+            raise UserError(
+                f"{path} is a diffusers pipeline folder; give it as `teacher: {{path: {path}, num_frames: …, "
+                "height: …, width: …}` so that the video size is known."
+            )
         return TinyTeacher.from_pretrained(path)
     module, _ = teacher_module_from_checkpoint(path)
     teacher = module.teacher(use_ema=True)
     teacher.requires_grad_(False).eval()
     return teacher
+
+
+def teacher_reference(teacher: str | Path | DiffusersTeacherConfig | dict | None) -> str | dict | None:
+    """What a checkpoint's hyperparameters keep of a ``teacher`` setting: plain data (a path or a dict),
+    so that checkpoints load with ``weights_only``."""
+    if isinstance(teacher, DiffusersTeacherConfig):
+        return dataclasses.asdict(teacher)
+    return str(teacher) if isinstance(teacher, Path) else teacher
 
 
 def student_module_from_checkpoint(path: str | Path):
@@ -88,7 +111,7 @@ def student_module_from_checkpoint(path: str | Path):
 
 
 def is_student_checkpoint(path: str | Path | None) -> bool:
-    if path is None or Path(path).is_dir():
+    if path is None or (Path(path).is_dir() and not is_sharded_checkpoint(path)):
         return False
     return MODULE_KEY in read_lightning_checkpoint(path)
 
@@ -131,8 +154,8 @@ def load_generator(path: str | Path | None, steps: int | None = None, guidance_s
             module, _ = student_module_from_checkpoint(path)
             student = module.student
             indices = module.sampling_indices(steps or module.hparams.val_steps)
-        sigmas = sigma_at(torch.tensor([*indices, CLEAN_INDEX]), student.num_steps, student.shift)
+        sigmas = sigma_at(torch.tensor([*indices, CLEAN_INDEX]), student.sigmas())
         return Generator(student, sigmas, 1.0, "student")
     teacher = load_teacher(path)
     scale = teacher.guidance_scale if guidance_scale is None else guidance_scale
-    return Generator(teacher, teacher_sigmas(steps or teacher.num_steps, teacher.shift), scale, "teacher")
+    return Generator(teacher, teacher.sigmas(steps), scale, "teacher")

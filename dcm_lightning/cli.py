@@ -6,6 +6,7 @@ are plain tools that load a trained model. Bad input ends with one sentence and 
 
 from __future__ import annotations
 
+import argparse
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -77,6 +78,9 @@ class DCMLightningCLI(LightningCLI):
             subclass_mode_model=True,
             subclass_mode_data=True,
             args=None if args is None else list(args),
+            # Errors raise instead of exiting, so that main() can name a UserError behind a failed
+            # instantiation in one sentence rather than in jsonargparse's account of every union member.
+            parser_kwargs={"exit_on_error": False},
             save_config_kwargs={"overwrite": True},
             run=run,
         )
@@ -85,6 +89,13 @@ class DCMLightningCLI(LightningCLI):
 # Warnings that say nothing to a user of this package: the frozen teacher is in eval mode on purpose,
 # and the pytree deprecation comes from inside Lightning.
 QUIET_WARNINGS = (r"Found \d+ module\(s\) in eval mode", r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
+def _user_error(error: BaseException | None) -> UserError | None:
+    """The UserError that caused ``error`` (itself, or one it was raised from), if any."""
+    while error is not None and not isinstance(error, UserError):
+        error = error.__cause__ or error.__context__
+    return error
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -105,12 +116,18 @@ def main(argv: Sequence[str] | None = None) -> None:
             DCMLightningCLI(None if from_command_line else argv)
         else:
             raise UserError(f"unknown command {command!r}; run `python -m dcm_lightning --help` for the list.")
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+    except argparse.ArgumentError as error:  # a bad option or config value
+        print(f"error: {error}\n(run `python -m dcm_lightning {command} --help` for the options)", file=sys.stderr)
         raise SystemExit(2) from None
     except MisconfigurationException as error:  # e.g. `test` on a module without a test loop
         print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
         raise SystemExit(2) from None
     except FileNotFoundError as error:
         print(f"error: file not found: {error.filename or error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except Exception as error:
+        cause = _user_error(error)
+        if cause is None:
+            raise
+        print(f"error: {cause}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -93,17 +93,33 @@ class DualExpertNetwork(nn.Module):
         self._trainable += [f"psi_parameters.{n}" for n, _ in self.psi_parameters.named_parameters()]
         for name, parameter in self.named_parameters():
             parameter.requires_grad_(name in self._trainable)
-        # The detail view: shallow copies of the semantic network (and of the parents of nested Ψ
-        # slots) whose Ψ slots hold the trainable copies; everything else, adapters included, is shared
-        # with the semantic network. Kept out of the module tree so that no parameter is registered twice.
+
+    def _detail_view(self) -> nn.Module:
+        """The detail path: shallow copies of the semantic network (and of the parents of nested Ψ
+        slots) whose Ψ slots hold the trainable copies; everything else, adapters included, is shared
+        with the semantic network. Built at each call, so it holds the parameters registered now —
+        FSDP2 swaps sharded and unsharded parameters in place — and never registers one twice."""
         replacements: dict = {_path(k): m for k, m in self.psi.items()}
         replacements.update({_path(k): p for k, p in self.psi_parameters.items()})
-        object.__setattr__(self, "_detail_view", _view_with(self.semantic, replacements))
+        return _view_with(self.semantic, replacements)
 
     @property
     def config(self):
         """The wrapped network's architecture config (both experts share it)."""
         return self.semantic.config
+
+    @property
+    def blocks(self) -> nn.ModuleList:
+        """The transformer blocks of both experts (shared in LoRA mode): the FSDP2 units."""
+        return nn.ModuleList([*self.semantic.blocks, *(self.detail.blocks if self.mode == "full" else ())])
+
+    @property
+    def feature_dim(self) -> int:
+        return self.semantic.feature_dim
+
+    def enable_activation_checkpointing(self) -> None:
+        for network in [self.semantic] + ([self.detail] if self.mode == "full" else []):
+            network.enable_activation_checkpointing()
 
     # ---- routing ---------------------------------------------------------------------------------
 
@@ -126,7 +142,7 @@ class DualExpertNetwork(nn.Module):
         if self.mode == "full":
             return self.detail(x, timestep, *args, **kwargs)
         with self._adapters(enabled=True):
-            return self._detail_view(x, timestep, *args, **kwargs)
+            return self._detail_view()(x, timestep, *args, **kwargs)
 
     def _split(self, semantic: Tensor, *batch: Tensor, **kwargs):
         # Samples on each side of the boundary go to their own expert; the answers are put back in order.
@@ -185,12 +201,18 @@ class DualExpertNetwork(nn.Module):
         total = sum(p.numel() for n, p in self.semantic.named_parameters() if "lora_" not in n)
         return sum(p.numel() for p in self.trainable_parameters()) / total
 
+    def semantic_network(self) -> nn.Module:
+        """A standalone copy of the semantic expert: the adapters removed, not merged."""
+        if self.mode == "full":
+            return copy.deepcopy(self.semantic).requires_grad_(False)
+        return _strip_adapters(copy.deepcopy(self.semantic)).requires_grad_(False)
+
     def merged_detail_network(self) -> nn.Module:
         """A standalone network equal to the detail path: adapters merged into copies of their
         layers, Ψ in place (or the full copy). The semantic network is untouched."""
         if self.mode == "full":
             return copy.deepcopy(self.detail).requires_grad_(False)
-        merged = copy.deepcopy(self._detail_view)
+        merged = copy.deepcopy(self._detail_view())
         for module in merged.modules():
             if isinstance(module, BaseTunerLayer):
                 module._disable_adapters = False

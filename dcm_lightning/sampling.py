@@ -60,7 +60,7 @@ def sample_few_step(
     (descending, the first at σ = 1), then to σ = 0. Guidance is distilled into the student, so each
     step is one conditional forward."""
     levels = torch.tensor([*indices, CLEAN_INDEX])
-    sigmas = sigma_at(levels, student.num_steps, student.shift)
+    sigmas = sigma_at(levels, student.sigmas())
     return sample_teacher(student, noise, condition, sigmas, guidance_scale=1.0, progress=progress)
 
 

@@ -55,6 +55,16 @@ def test_a_missing_checkpoint_is_one_sentence():
     _assert_one_sentence_error(result, "no/such.ckpt")
 
 
+def test_a_real_teacher_config_without_its_weights_is_one_sentence():
+    """The error raised while the model is built (inside jsonargparse) still reaches the user alone."""
+    result = _run("fit", "--config", str(REPO / "configs" / "seme_hunyuan.yaml"))
+    _assert_one_sentence_error(result, "teacher folder 'pretrained/HunyuanVideo' does not exist.")
+    assert [line for line in result.stderr.splitlines() if line.startswith("error")] == [
+        "error: teacher folder 'pretrained/HunyuanVideo' does not exist."
+    ]
+    assert "Expected a" not in result.stderr
+
+
 def test_a_misspelled_config_key_names_the_key(tmp_path):
     config = tmp_path / "typo.yaml"
     config.write_text((REPO / "configs" / "teacher_tiny.yaml").read_text().replace("guidance_scale:", "guidance_scal:"))

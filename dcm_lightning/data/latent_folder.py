@@ -1,9 +1,11 @@
 """Pre-encoded training data: a folder of safetensors parts with data latents and prompt embeddings.
 
 The official DCM recipe trains on VAE latents of real videos and T5/LLM embeddings of their
-captions, encoded once beforehand. A part holds ``latents`` (n c f h w), ``text_embeds`` (n l d) and
-``text_mask`` (n l, uint8). For the tiny tier the "real videos" are rendered MovingShapes clips
-(pixels are the latents) and the embeddings come from the frozen MovingShapes text encoder.
+captions, encoded once beforehand. A part holds ``latents`` (n c f h w), ``text_embeds`` (n l d),
+``text_mask`` (n l, uint8) and, for teachers that take a pooled prompt vector (HunyuanVideo),
+``text_pooled`` (n p). A real teacher's latents are its VAE's, scaled as its pipeline scales them.
+For the tiny tier the "real videos" are rendered MovingShapes clips (pixels are the latents) and
+the embeddings come from the frozen MovingShapes text encoder.
 """
 
 from __future__ import annotations
@@ -47,11 +49,14 @@ class LatentFolder:
                 if number not in self._parts:
                     self._parts[number] = safe_open(self.paths[number], framework="pt")
                 part = self._parts[number]
-                return {
+                sample = {
                     "latents": part.get_slice("latents")[index].float(),
                     "text_embeds": part.get_slice("text_embeds")[index].float(),
                     "text_mask": part.get_slice("text_mask")[index].bool(),
                 }
+                if "text_pooled" in list(part.keys()):  # safetensors handles have no __contains__
+                    sample["text_pooled"] = part.get_slice("text_pooled")[index].float()
+                return sample
             index -= size
         raise IndexError(index)
 

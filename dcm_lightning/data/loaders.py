@@ -3,9 +3,9 @@ exactly, and the fixed prompt suite sampled at validation."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from dcm_lightning.data.moving_shapes.datasets import PromptCase, prompt_suite
 
@@ -22,13 +22,32 @@ class PromptCases(Dataset):
         return {"prompt": case.prompt, "seed": case.seed}
 
 
+class RankStream(DistributedSampler):
+    """Positions 0, 1, … of a stream already split across ranks. Lightning wraps the sampler of a
+    multi-process run in a DistributedSampler, splitting it again, unless it is one: this is one, so
+    the split stays ours (``__init__`` needs no process group, and the order ignores epochs)."""
+
+    def __init__(self, length: int) -> None:  # DistributedSampler.__init__ (a process group) is skipped on purpose
+        self.length = length
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.length))
+
+    def __len__(self) -> int:
+        return self.length
+
+    def set_epoch(self, epoch: int) -> None:
+        pass
+
+
 def stream_loader(dataset: Dataset, items: Sequence[int], batch_size: int, num_workers: int) -> DataLoader:
     """Batches of ``dataset[items[0]], dataset[items[1]], …`` in that order: no shuffling, since the
-    items are random draws already and a fixed order lets a resumed run start at the next one."""
+    items are random draws already and a fixed order lets a resumed run start at the next one. In a
+    multi-process run ``items`` are this rank's (see TrajectoryDataModule)."""
     return DataLoader(
         Subset(dataset, items),
         batch_size=batch_size,
-        shuffle=False,
+        sampler=RankStream(len(items)),
         num_workers=num_workers,
         drop_last=True,
         persistent_workers=num_workers > 0,

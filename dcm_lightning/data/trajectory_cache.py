@@ -8,6 +8,7 @@ Layout of a cache folder::
                            exactly when it exists)
     shard-00000.safetensors   states  (n, k, c, f, h, w) at the kept grid indices
                               text_embeds (n, l, d), text_mask (n, l), seeds (n,)
+                              [text_pooled (n, p): teachers with a pooled text vector]
     shard-00000.json          the shard's record (checksum, range), written after the shard
 
 Every write goes to a temporary name and is renamed into place, so an interrupted build leaves
@@ -83,7 +84,7 @@ class CacheSpec:
 
     teacher_fingerprint: str
     parameterization: str
-    shift: float
+    shift: float | None  # None: a VP teacher, whose grid is its scheduler's timesteps
     num_steps: int
     guidance_scale: float
     kept_indices: tuple[int, ...]  # paper grid indices, descending; −1 is the clean sample
@@ -138,7 +139,7 @@ def cache_spec(
     return CacheSpec(
         teacher_fingerprint=module_fingerprint(teacher.network),
         parameterization=type(teacher.parameterization).__name__,
-        shift=float(teacher.shift),
+        shift=None if teacher.shift is None else float(teacher.shift),
         num_steps=num_steps,
         guidance_scale=float(teacher.guidance_scale),
         kept_indices=kept,
@@ -221,18 +222,20 @@ class TrajectoryCache:
                 # Hold only the kept states: a 720p Hunyuan state is ~15 MB per sample.
                 states = {p: x.to(dtype) for p, x in enumerate(trajectory) if p in positions}
                 kept = torch.stack([states[p] for p in positions], dim=1)  # b k c f h w
-                batches.append((kept.to(dtype).cpu(), condition.embeds.cpu(), condition.mask.cpu(), batch))
+                batches.append((kept.to(dtype).cpu(), condition.to("cpu"), batch))
             self._write_shard(shard, batches)
         return mine
 
     def _write_shard(self, shard: int, batches: list) -> None:
         tensors = {
             "states": torch.cat([b[0] for b in batches]).contiguous(),
-            "text_embeds": torch.cat([b[1] for b in batches]).contiguous(),
-            "text_mask": torch.cat([b[2] for b in batches]).to(torch.uint8).contiguous(),
-            "seeds": torch.tensor([c.seed for b in batches for c in b[3]], dtype=torch.int64),
+            "text_embeds": torch.cat([b[1].embeds for b in batches]).contiguous(),
+            "text_mask": torch.cat([b[1].mask for b in batches]).to(torch.uint8).contiguous(),
+            "seeds": torch.tensor([c.seed for b in batches for c in b[2]], dtype=torch.int64),
         }
-        prompts = [c.prompt for b in batches for c in b[3]]
+        if batches[0][1].pooled is not None:  # HunyuanVideo's CLIP pooled projection
+            tensors["text_pooled"] = torch.cat([b[1].pooled for b in batches]).contiguous()
+        prompts = [c.prompt for b in batches for c in b[2]]
         path = self.shard_path(shard)
         temporary = _temporary_path(path)
         save_file(tensors, temporary, metadata={"prompts": json.dumps(prompts)})
@@ -290,11 +293,14 @@ class TrajectoryCache:
         handle = self._open_shards[shard]
         states = handle.get_slice("states")
         positions = [self.spec.kept_indices.index(i) for i in indices]
-        return {
+        sample = {
             "states": torch.cat([states[row : row + 1, p] for p in positions]).float(),
-            "text_embeds": handle.get_slice("text_embeds")[row],
+            "text_embeds": handle.get_slice("text_embeds")[row].float(),
             "text_mask": handle.get_slice("text_mask")[row].bool(),
         }
+        if "text_pooled" in list(handle.keys()):  # safetensors handles have no __contains__
+            sample["text_pooled"] = handle.get_slice("text_pooled")[row].float()
+        return sample
 
     def invalidate_shard(self, shard: int) -> None:
         """Forget one shard (and the manifest) so that the next build regenerates only it."""

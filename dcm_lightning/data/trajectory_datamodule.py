@@ -23,6 +23,7 @@ from dcm_lightning.data.latent_folder import LatentFolder, write_moving_shapes_l
 from dcm_lightning.data.loaders import stream_loader, validation_prompts
 from dcm_lightning.data.moving_shapes.datasets import training_suite
 from dcm_lightning.data.moving_shapes.render import clip_seed
+from dcm_lightning.data.prompt_file import prompt_file_suite
 from dcm_lightning.data.trajectory_cache import TrajectoryCache, cache_spec
 from dcm_lightning.diffusion import sigma_at
 from dcm_lightning.diffusion.phases import CLEAN_INDEX
@@ -70,6 +71,11 @@ class EpochOrder:
         return self._order[offset]
 
 
+def _text_fields(sample: dict) -> dict:
+    """The prompt fields a batch carries: embeddings, mask and, for HunyuanVideo, the pooled vector."""
+    return {k: sample[k] for k in ("text_embeds", "text_mask", "text_pooled") if k in sample}
+
+
 class CachedPairs(Dataset):
     """Item k: a cached trajectory's state at n and at n − 1 (the teacher step), n drawn from k."""
 
@@ -83,13 +89,7 @@ class CachedPairs(Dataset):
     def __getitem__(self, item: int) -> dict:
         n = draw_index(self.indices, self.seed, item)
         read = self.cache.read_sample(self.order.sample(item), [n, n - 1] + [CLEAN_INDEX] * self.with_clean)
-        pair = {
-            "x_n": read["states"][0],
-            "x_prev": read["states"][1],
-            "index": n,
-            "text_embeds": read["text_embeds"],
-            "text_mask": read["text_mask"],
-        }
+        pair = {"x_n": read["states"][0], "x_prev": read["states"][1], "index": n, **_text_fields(read)}
         if self.with_clean:
             pair["x_clean"] = read["states"][2]
         return pair
@@ -100,7 +100,7 @@ class NoisedLatents(Dataset):
 
     def __init__(self, latents: LatentFolder, indices: list[int], seed: int, teacher: VideoTeacher) -> None:
         self.latents, self.indices, self.seed = latents, indices, seed
-        self.parameterization, self.num_steps, self.shift = teacher.parameterization, teacher.num_steps, teacher.shift
+        self.parameterization, self.sigmas = teacher.parameterization, teacher.sigmas()
         self.order = EpochOrder(len(latents), len(latents), seed)
 
     def __len__(self) -> int:
@@ -111,14 +111,8 @@ class NoisedLatents(Dataset):
         sample = self.latents[self.order.sample(item)]
         x0 = sample["latents"]  # c f h w
         eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(clip_seed(self.seed + 2, item)))
-        a, b = self.parameterization.coefficients(sigma_at(torch.tensor(n), self.num_steps, self.shift).float())
-        return {
-            "x_n": a * x0 + b * eps,
-            "x_clean": x0,
-            "index": n,
-            "text_embeds": sample["text_embeds"],
-            "text_mask": sample["text_mask"],
-        }
+        a, b = self.parameterization.coefficients(sigma_at(n, self.sigmas).float())
+        return {"x_n": a * x0 + b * eps, "x_clean": x0, "index": n, **_text_fields(sample)}
 
 
 class TrajectoryDataModule(L.LightningDataModule):
@@ -130,7 +124,9 @@ class TrajectoryDataModule(L.LightningDataModule):
             and prompt embeddings, noised to a grid point, with the teacher step taken online.
         cache_dir: the trajectory cache folder; built (or its build resumed) when missing.
         num_trajectories: (prompt, noise seed) pairs in the cache.
-        prompt_seed: picks the cached prompts and noise seeds.
+        prompt_file: a text file of captions, one per line, for a real teacher's cache (taken in file
+            order, cycling); None draws MovingShapes prompts for the tiny teacher.
+        prompt_seed: picks the cached prompts (MovingShapes) and the noise seeds.
         kept_indices: grid indices whose states the cache keeps (−1 is the clean sample); None keeps all
             N + 1, which serves every expert and baseline. Training needs each drawn n and n − 1.
         cache_dtype: storage dtype of cached states ("float32", "bfloat16", "float16").
@@ -150,6 +146,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         source: Literal["cache", "latents"] = "cache",
         cache_dir: str = "runs/cache/tiny_teacher",
         num_trajectories: int = 256,
+        prompt_file: str | None = None,
         prompt_seed: int = 7,
         kept_indices: list[int] | None = None,
         cache_dtype: str = "float32",
@@ -168,6 +165,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         self.source = source
         self.cache_dir = Path(cache_dir)
         self.num_trajectories = num_trajectories
+        self.prompt_file = prompt_file
         self.prompt_seed = prompt_seed
         self.kept_indices = kept_indices
         self.cache_dtype = cache_dtype
@@ -184,6 +182,12 @@ class TrajectoryDataModule(L.LightningDataModule):
 
     # ---- the cache -----------------------------------------------------------------------------
 
+    def cases(self) -> list:
+        """The (prompt, noise seed) pairs the cache holds trajectories of."""
+        if self.prompt_file is not None:
+            return prompt_file_suite(self.prompt_file, self.num_trajectories, self.prompt_seed)
+        return training_suite(self.num_trajectories, self.prompt_seed)
+
     def trajectory_cache(self, consumer: TrajectoryConsumer) -> TrajectoryCache:
         """The cache this configuration and ``consumer``'s teacher call for (not yet built)."""
         teacher = consumer.teacher
@@ -199,7 +203,7 @@ class TrajectoryDataModule(L.LightningDataModule):
                 "and −1, the clean end state, for a detail expert whose real samples are the teacher's); "
                 "add them or set kept_indices: null to keep every state."
             )
-        cases = training_suite(self.num_trajectories, self.prompt_seed)
+        cases = self.cases()
         spec = cache_spec(teacher, cases, kept, self.cache_dtype, self.samples_per_shard)
         return TrajectoryCache(self.cache_dir, spec)
 
@@ -216,7 +220,7 @@ class TrajectoryDataModule(L.LightningDataModule):
             )
             return cache
         start = time.perf_counter()
-        cases = training_suite(self.num_trajectories, self.prompt_seed)
+        cases = self.cases()
         built = cache.build(consumer.teacher, cases, self.build_batch_size, rank, world_size)
         barrier()
         if rank == 0:

@@ -20,10 +20,15 @@ def grid_sigma(index: int | Tensor, num_steps: int, shift: float) -> Tensor:
     return shifted_sigma((index + 1.0) / num_steps, shift)
 
 
-def sigma_at(indices: Tensor, num_steps: int, shift: float) -> Tensor:
-    """σ of paper grid indices (any shape), where index −1 is the appended clean level σ = 0."""
+def sigma_at(indices: Tensor | int, sigmas: Tensor) -> Tensor:
+    """σ of paper grid indices (any shape) on a teacher's level list ``sigmas`` (``teacher.sigmas()``:
+    N + 1 levels, descending, ending at 0): index i is ``sigmas[N − 1 − i]``, and −1 the appended
+    clean level σ = 0. One rule for flow-matching grids and a VP teacher's scheduler timesteps."""
     indices = torch.as_tensor(indices)
-    return torch.where(indices >= 0, grid_sigma(indices.clamp_min(0), num_steps, shift), 0.0)
+    num_steps = len(sigmas) - 1
+    if indices.numel() and not bool(((indices >= -1) & (indices < num_steps)).all()):
+        raise UserError(f"grid indices must lie in −1..{num_steps - 1} for a {num_steps}-step teacher.")
+    return sigmas[num_steps - 1 - indices]
 
 
 def teacher_sigmas(num_steps: int, shift: float) -> Tensor:

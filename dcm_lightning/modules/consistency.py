@@ -18,20 +18,20 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from dcm_lightning.checkpoints import MODULE_KEY, load_teacher
+from dcm_lightning.checkpoints import MODULE_KEY, load_teacher, teacher_reference
 from dcm_lightning.data.moving_shapes import TextCondition
 from dcm_lightning.data.trajectory_cache import module_fingerprint
 from dcm_lightning.diffusion import sigma_at
 from dcm_lightning.diffusion.consistency import Denoiser, consistency_target, jump
 from dcm_lightning.diffusion.phases import Segment, schedule_indices, semantic_segment, whole_trajectory
+from dcm_lightning.distributed import data_parallel_mesh, shard_network
 from dcm_lightning.errors import UserError
 from dcm_lightning.evaluation.sample_check import log_sample_check
 from dcm_lightning.losses import pseudo_huber, temporal_coherence
 from dcm_lightning.networks.ema import ExponentialMovingAverage
 from dcm_lightning.sampling import sample_few_step, seeded_noise
 from dcm_lightning.teachers.base import VideoTeacher
-
-TEACHER_PREFIX = "teacher."
+from dcm_lightning.teachers.pretrained import DiffusersTeacherConfig
 
 
 @dataclass
@@ -65,7 +65,9 @@ class ConsistencyDistillationModule(L.LightningModule, abc.ABC):
     ``x_prev`` (the pre-encoded latent source) the module takes that teacher step itself.
 
     Args:
-        teacher: a pretrained teacher folder or TeacherModule ``.ckpt``; None is the shipped tiny teacher.
+        teacher: a tiny-teacher folder or TeacherModule ``.ckpt`` (None: the shipped tiny teacher), or a
+            real teacher's diffusers pipeline folder with its video size and sampler
+            (``DiffusersTeacherConfig``: path, num_frames, height, width, shift …).
         target_network: "online" — the student itself without gradient (official DCM code); "ema" — an
             exponential moving average of the student.
         target_ema_decay: decay of the "ema" target network.
@@ -74,11 +76,13 @@ class ConsistencyDistillationModule(L.LightningModule, abc.ABC):
         tc_weight: weight of the temporal coherence loss; 0 turns it off.
         learning_rate, weight_decay, betas: AdamW over the student (clipping: ``trainer.gradient_clip_val``).
         val_steps: sampling steps of the student's validation samples.
+        activation_checkpointing: recompute each transformer block's activations in backward (teacher
+            and student), trading compute for memory (the real-teacher configs turn it on).
     """
 
     def __init__(
         self,
-        teacher: str | None = None,
+        teacher: str | DiffusersTeacherConfig | None = None,
         target_network: Literal["online", "ema"] = "online",
         target_ema_decay: float = 0.95,
         huber_c: float = 1e-3,
@@ -88,17 +92,21 @@ class ConsistencyDistillationModule(L.LightningModule, abc.ABC):
         weight_decay: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         val_steps: int = 4,
+        activation_checkpointing: bool = False,
     ) -> None:
         super().__init__()
+        teacher = teacher_reference(teacher)  # plain data in the checkpoint's hyperparameters
         self.save_hyperparameters()
         if target_network not in ("online", "ema"):
             raise UserError(f"target_network must be 'online' or 'ema', got {target_network!r}.")
-        self.teacher = load_teacher(teacher)
-        self.teacher.requires_grad_(False).eval()
+        # The frozen teacher is held outside the module tree: no checkpoint, optimizer or FSDP state
+        # dict holds its weights (13 B for HunyuanVideo); ``_apply`` moves it with the module.
+        self.__dict__["teacher"] = load_teacher(teacher).requires_grad_(False).eval()
         self.student = self.build_student()
         self.target_ema = ExponentialMovingAverage(self.student, target_ema_decay) if target_network == "ema" else None
         self.segment = self.training_segment()
         self.teacher_fingerprint = module_fingerprint(self.teacher.network)
+        self._configured = False
 
     # ---- what a subclass says ----------------------------------------------------------------
 
@@ -125,10 +133,31 @@ class ConsistencyDistillationModule(L.LightningModule, abc.ABC):
         """Grid indices n the data module draws training states at; each needs the state at n − 1 too."""
         return list(self.segment.sample_indices())
 
+    # ---- scale: activation checkpointing and FSDP2 -----------------------------------------------
+
+    def networks(self) -> list[torch.nn.Module]:
+        """Every network this module holds: each is one FSDP2 root (its blocks are units of their own)."""
+        networks = [self.teacher.network, self.student.network]
+        return networks + ([self.target_ema.average.network] if self.target_ema is not None else [])
+
+    def configure_model(self) -> None:
+        """Activation checkpointing per block when asked; under ``ModelParallelStrategy`` each
+        network sharded with ``fully_shard`` per block (``distributed.shard_network``)."""
+        if self._configured:  # Lightning calls this again for each trainer entry point
+            return
+        self._configured = True
+        if self.hparams.activation_checkpointing:
+            for network in (self.teacher.network, self.student.network):
+                network.enable_activation_checkpointing()
+        mesh = data_parallel_mesh(self.device_mesh)
+        if mesh is not None:
+            for network in self.networks():
+                shard_network(network, mesh)
+
     # ---- training ----------------------------------------------------------------------------
 
     def sigma(self, indices: Tensor) -> Tensor:
-        return sigma_at(indices, self.teacher.num_steps, self.teacher.shift).to(self.device, torch.float32)
+        return sigma_at(indices, self.teacher.sigmas()).to(self.device, torch.float32)
 
     def teacher_step(self, x_n: Tensor, sigma_n: Tensor, sigma_prev: Tensor, condition: TextCondition) -> Tensor:
         """One online teacher step x_n → x_{n−1} (with the teacher's guidance)."""
@@ -139,7 +168,7 @@ class ConsistencyDistillationModule(L.LightningModule, abc.ABC):
         with the stop-gradient target network; pseudo-Huber(x̂_e, y) + w·L_TC(x̂_e, y)."""
         x_n = batch["x_n"]  # b c f h w
         index = batch["index"]  # (b,) grid indices n
-        condition = TextCondition(batch["text_embeds"], batch["text_mask"].bool())
+        condition = TextCondition(batch["text_embeds"], batch["text_mask"].bool(), batch.get("text_pooled"))
         phase_end = torch.tensor([self.segment.phase_end(int(n)) for n in index])
         sigma_n, sigma_prev, sigma_end = self.sigma(index.cpu()), self.sigma(index.cpu() - 1), self.sigma(phase_end)
         x_prev = batch.get("x_prev")
@@ -186,12 +215,16 @@ class ConsistencyDistillationModule(L.LightningModule, abc.ABC):
         latents = sample_few_step(self.student, noise, condition, self.sampling_indices(self.hparams.val_steps))
         log_sample_check(self, self.student.decode(latents), batch["prompt"], self.student.spec, batch_idx)
 
-    # ---- checkpoints: the student's weights, not the teacher's -----------------------------------
+    # ---- the hidden teacher follows the module; checkpoints name it by fingerprint ---------------
+
+    def _apply(self, fn, recurse: bool = True):
+        # .to(device), .half() …: what a child module would get (the teacher is no child, see __init__).
+        super()._apply(fn, recurse)
+        if recurse:
+            self.teacher._apply(fn)
+        return self
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        state = checkpoint["state_dict"]
-        for key in [k for k in state if k.startswith(TEACHER_PREFIX)]:
-            del state[key]
         checkpoint["teacher_fingerprint"] = self.teacher_fingerprint
         checkpoint[MODULE_KEY] = type(self).__name__
 
@@ -201,7 +234,6 @@ class ConsistencyDistillationModule(L.LightningModule, abc.ABC):
                 "this checkpoint was distilled from another teacher than the one configured; "
                 "point `teacher` at the teacher it was trained from."
             )
-        checkpoint["state_dict"].update({TEACHER_PREFIX + k: v for k, v in self.teacher.state_dict().items()})
 
 
 class SemEModule(ConsistencyDistillationModule):

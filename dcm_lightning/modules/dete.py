@@ -16,7 +16,7 @@ from dcm_lightning.diffusion import renoise
 from dcm_lightning.diffusion.consistency import jump
 from dcm_lightning.diffusion.phases import Segment, detail_segment
 from dcm_lightning.errors import UserError
-from dcm_lightning.experts import LORA_TARGETS, DualExpertNetwork
+from dcm_lightning.experts import DualExpertNetwork
 from dcm_lightning.losses import (
     feature_matching,
     hinge_discriminator_loss,
@@ -38,8 +38,8 @@ class DetEModule(ConsistencyDistillationModule):
         semantic_checkpoint: the SemEModule ``.ckpt`` whose student becomes the frozen semantic expert.
         detail_mode: "lora" — LoRA adapters + Ψ (DCM); "full" — a full-parameter second expert (the
             ablation's "+OD" row).
-        lora_rank, lora_alpha, lora_targets: the adapters (official DCM: r 128, α 256 on to_q, to_k,
-            to_v, to_out.0).
+        lora_rank, lora_alpha, lora_targets: the adapters (targets None: the teacher adapter's; official
+            DCM: r 128, α 256 on to_q, to_k, to_v, to_out.0).
         feature_every: k — the discriminator reads every k-th teacher block (official 2).
         adversarial_loss: the generator's GAN term, "hinge" or "non_saturating".
         adversarial_weight: λ_adv (official 0.1·5 = 0.5).
@@ -60,7 +60,7 @@ class DetEModule(ConsistencyDistillationModule):
         detail_mode: Literal["lora", "full"] = "lora",
         lora_rank: int = 16,
         lora_alpha: float = 32.0,
-        lora_targets: Sequence[str] = LORA_TARGETS,
+        lora_targets: Sequence[str] | None = None,
         feature_every: int = 2,
         adversarial_loss: Literal["hinge", "non_saturating"] = "hinge",
         adversarial_weight: float = 0.5,
@@ -88,9 +88,10 @@ class DetEModule(ConsistencyDistillationModule):
         self.automatic_optimization = False
         self.optimizer_steps_per_batch = 2  # Lightning's global_step counts both the G and the D step
         self.needs_clean_sample = real_source == "teacher"  # the data module adds "x_clean" to batches
-        self.layers = feature_layers(self.teacher.network.config.depth, feature_every)
+        network = self.teacher.network
+        self.layers = feature_layers(len(network.blocks), feature_every)
         self.discriminator = FeatureDiscriminator(
-            self.teacher.network.config.width, len(self.layers), hidden_dim=discriminator_hidden_dim, groups=8
+            network.feature_dim, len(self.layers), hidden_dim=discriminator_hidden_dim, groups=8
         )
         self._seed = run_seed()
 
@@ -107,7 +108,7 @@ class DetEModule(ConsistencyDistillationModule):
             self.teacher.psi_modules,
             lora_rank=self.hparams.lora_rank,
             lora_alpha=self.hparams.lora_alpha,
-            lora_targets=list(self.hparams.lora_targets),
+            lora_targets=list(self.hparams.lora_targets or self.teacher.lora_targets),
             mode=self.hparams.detail_mode,
             boundary_timestep=float(self.teacher.parameterization.model_timestep(sigma_b)),
         )
@@ -115,6 +116,9 @@ class DetEModule(ConsistencyDistillationModule):
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return self.student.network.trainable_parameters()
+
+    def networks(self) -> list[torch.nn.Module]:
+        return [*super().networks(), self.discriminator]
 
     def training_segment(self) -> Segment:
         return detail_segment(self.boundary_index, self.teacher.num_steps)

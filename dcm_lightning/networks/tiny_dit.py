@@ -226,6 +226,14 @@ class TinyVideoDiT(nn.Module):
         self.gradient_checkpointing = False
         self._init_weights()
 
+    def enable_activation_checkpointing(self) -> None:
+        self.gradient_checkpointing = True
+
+    @property
+    def feature_dim(self) -> int:
+        """Width of the block hidden states the discriminator reads."""
+        return self.config.width
+
     def _init_weights(self) -> None:
         for module in self.modules():
             if isinstance(module, nn.Linear):

@@ -30,6 +30,7 @@ class VideoTeacher(Protocol):
     shift: float
     guidance_scale: float
     psi_modules: tuple[str, ...]  # top-level timestep-dependent layers the detail expert copies (Ψ)
+    lora_targets: tuple[str, ...]  # the attention projections the detail expert's LoRA adapts
 
     def encode_prompts(self, prompts: Sequence[str], open_vocabulary: bool = False) -> Any:
         """Condition for ``prompts``; a closed-vocabulary teacher (the tiny one) takes any text only
@@ -37,6 +38,11 @@ class VideoTeacher(Protocol):
         ...
 
     def latent_shape(self) -> tuple[int, int, int, int]: ...
+
+    def sigmas(self, num_steps: int | None = None) -> Tensor:
+        """The N + 1 noise levels of the teacher's sampler (or of a ``num_steps`` one), descending to
+        σ = 0; grid index i is level N − 1 − i (``sigma_at``)."""
+        ...
 
     def video_shape(self) -> tuple[int, int, int, int]:
         """``c f h w`` of one decoded video."""
@@ -88,11 +94,13 @@ def guided_prediction(
 
 
 def trainable_copy(teacher: nn.Module) -> nn.Module:
-    """A student made from an adapter: a shallow copy whose network is a deep, trainable copy, with
-    classifier-free guidance off (distilled into the student: one forward per step). Whatever else
-    the adapter holds (text encoders, VAE, negative embeddings) is shared, not copied."""
+    """A student made from an adapter: a shallow copy whose network is a deep, trainable copy in
+    float32 (the master weights: a bf16 teacher's copy could not hold lr-1e-6 updates; bf16 compute
+    comes from mixed precision), with classifier-free guidance off (distilled into the student: one
+    forward per step). Whatever else the adapter holds (text encoders, VAE, negative embeddings) is
+    shared, not copied."""
     student = copy.copy(teacher)
     student.__dict__["_modules"] = dict(teacher._modules)
-    student.network = copy.deepcopy(teacher.network).requires_grad_(True).train()
+    student.network = copy.deepcopy(teacher.network).float().requires_grad_(True).train()
     student.guidance_scale = 1.0
     return student

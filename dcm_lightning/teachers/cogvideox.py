@@ -3,13 +3,13 @@
 Variance-preserving v-prediction on the teacher's own DDPM ᾱ schedule (``VPrediction``; noise
 coordinate σ = t / 999), classifier-free guidance against the negative prompt, and the
 CogVideoXDDIMScheduler's "trailing" timesteps as the sampling grid. The transformer takes
-``b f c h w``; the wrapper converts from and to this package's ``b c f h w``. Not yet supported:
-the distillation path's grids (``sigma_at``) are flow-matching grids, so CogVideoX trains no student.
+``b f c h w``; the wrapper converts from and to this package's ``b c f h w``. Grid index i of the
+distillation path is the i-th trailing timestep from the clean end (``sigma_at`` on ``sigmas()``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from einops import rearrange
@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from dcm_lightning.data.moving_shapes.text import TextCondition
 from dcm_lightning.diffusion import VPrediction
-from dcm_lightning.errors import UserError
+from dcm_lightning.experts import LORA_TARGETS
 from dcm_lightning.teachers.diffusers_base import DiffusersNetwork, NegativePromptTeacher
 from dcm_lightning.teachers.features import block_outputs
 
@@ -31,7 +31,14 @@ class CogVideoXNetwork(DiffusersNetwork):
 
     def __init__(self, transformer: nn.Module, image_rotary_emb: tuple[Tensor, Tensor] | None = None) -> None:
         super().__init__(transformer)
-        self.image_rotary_emb = image_rotary_emb
+        # Buffers (not saved), so that they follow the network to its device.
+        cos, sin = image_rotary_emb if image_rotary_emb is not None else (None, None)
+        self.register_buffer("rotary_cos", cos, persistent=False)
+        self.register_buffer("rotary_sin", sin, persistent=False)
+
+    @property
+    def image_rotary_emb(self) -> tuple[Tensor, Tensor] | None:
+        return None if self.rotary_cos is None else (self.rotary_cos, self.rotary_sin)
 
     @property
     def blocks(self) -> nn.ModuleList:
@@ -62,21 +69,27 @@ class CogVideoXTeacher(NegativePromptTeacher):
     """Args:
     network: the wrapped transformer.
     alphas_cumprod: the scheduler's ᾱ (CogVideoX: scaled-linear betas, SNR shift 3, zero terminal SNR).
-    negative: the negative prompt's embeddings (1 l d) and mask, the unconditional branch of CFG.
+    negative: the negative prompt's embeddings (1 l d) and mask, the unconditional branch of CFG (None
+        without text encoders: the teacher then runs only unguided, as from a trajectory cache).
     latent_shape: ``c f h w`` of one latent video (CogVideoX-2b, 49 frames at 480×720: 16, 13, 60, 90).
     guidance_scale, num_steps: the sampler's (official 6, 50).
+    encode, decode_latents: the pipeline's T5 and VAE (prompts → TextCondition, latents → videos in
+        [0, 1]); None when only cached embeddings are used.
     """
 
     psi_modules = COGVIDEOX_PSI
+    lora_targets = LORA_TARGETS  # diffusers' Attention: to_q, to_k, to_v, to_out.0
 
     def __init__(
         self,
         network: CogVideoXNetwork,
         alphas_cumprod: Tensor,
-        negative: TextCondition,
+        negative: TextCondition | None,
         latent_shape: tuple[int, int, int, int],
         guidance_scale: float = 6.0,
         num_steps: int = 50,
+        encode: Callable[[Sequence[str]], TextCondition] | None = None,
+        decode_latents: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         super().__init__()
         self.network = network
@@ -85,12 +98,7 @@ class CogVideoXTeacher(NegativePromptTeacher):
         self._latent_shape = tuple(latent_shape)
         self.guidance_scale, self.num_steps = guidance_scale, num_steps
         self.shift = None  # a VP teacher's grid is its scheduler's timesteps, not a shifted flow grid
+        self._encode, self._decode = encode, decode_latents
 
-    def encode_prompts(self, prompts: Sequence[str], open_vocabulary: bool = False) -> TextCondition:
-        raise UserError("this CogVideoX teacher was built without its text encoder; give cached embeddings.")
-
-    def sigmas(self) -> Tensor:
-        return trailing_sigmas(self.num_steps, self.parameterization.num_train_timesteps)
-
-    def decode(self, latents: Tensor) -> Tensor:
-        raise UserError("this CogVideoX teacher was built without its VAE; give its pipeline folder to decode.")
+    def sigmas(self, num_steps: int | None = None) -> Tensor:
+        return trailing_sigmas(num_steps or self.num_steps, self.parameterization.num_train_timesteps)

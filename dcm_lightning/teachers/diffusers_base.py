@@ -3,13 +3,14 @@ side of the teacher interface."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from dcm_lightning.data.moving_shapes.text import TextCondition
 from dcm_lightning.diffusion import teacher_sigmas
+from dcm_lightning.errors import UserError
 from dcm_lightning.teachers.base import Prediction, guided_prediction, trainable_copy
 
 VAE_TIME, VAE_SPACE = 4, 8  # HunyuanVideo's and Wan's causal video VAEs: 4× in time, 8× in space
@@ -27,15 +28,48 @@ class DiffusersNetwork(nn.Module):
     def config(self):
         return self.transformer.config
 
+    @property
+    def blocks(self) -> nn.ModuleList:
+        """Every transformer block in order: the FSDP2 and activation-checkpointing units, and the
+        discriminator's feature layers."""
+        raise NotImplementedError
+
+    def enable_activation_checkpointing(self) -> None:
+        """diffusers' per-block checkpointing (non-reentrant; block hooks fire again in backward)."""
+        self.transformer.enable_gradient_checkpointing()
+
+    @property
+    def feature_dim(self) -> int:
+        """Width of the block hidden states the discriminator reads."""
+        return self.config.num_attention_heads * self.config.attention_head_dim
+
 
 class LatentVideoTeacher(nn.Module):
-    """Latent shapes, the flow-matching grid, the device and students, for adapters that set
-    ``network``, ``_latent_shape``, ``shift`` and ``num_steps``."""
+    """Latent shapes, the flow-matching grid, the device, students, and prompt encoding and decoding
+    through optional pipeline parts, for adapters that set ``network``, ``_latent_shape``, ``shift``
+    and ``num_steps`` (and ``_encode`` / ``_decode`` when loaded with text encoders / VAE)."""
 
     network: nn.Module
     _latent_shape: tuple[int, int, int, int]
     shift: float
     num_steps: int
+    _encode: Callable[[list[str]], TextCondition] | None = None
+    _decode: Callable[[Tensor], Tensor] | None = None
+
+    def encode_prompts(self, prompts: Sequence[str], open_vocabulary: bool = False) -> TextCondition:
+        """The pipeline's text encoders' condition for ``prompts`` (any text: the vocabulary is open)."""
+        if self._encode is None:
+            raise UserError(
+                f"this {type(self).__name__} was loaded without its text encoders; set `text_encoders: true` "
+                "in its teacher settings, or train from cached embeddings."
+            )
+        return self._encode(list(prompts)).to(self.device)
+
+    def decode(self, latents: Tensor) -> Tensor:
+        """Videos (b c f h w in [0, 1]) of latents, decoded by the pipeline's VAE."""
+        if self._decode is None:
+            raise UserError(f"this {type(self).__name__} was loaded without its VAE; set `vae: true` to decode.")
+        return self._decode(latents)
 
     def latent_shape(self) -> tuple[int, int, int, int]:
         return self._latent_shape
@@ -45,8 +79,9 @@ class LatentVideoTeacher(nn.Module):
         _, f, h, w = self._latent_shape
         return (3, (f - 1) * VAE_TIME + 1, h * VAE_SPACE, w * VAE_SPACE)
 
-    def sigmas(self) -> Tensor:
-        return teacher_sigmas(self.num_steps, self.shift)
+    def sigmas(self, num_steps: int | None = None) -> Tensor:
+        """The sampler's N + 1 levels (or those of a ``num_steps`` sampler), descending to 0."""
+        return teacher_sigmas(num_steps or self.num_steps, self.shift)
 
     @property
     def device(self) -> torch.device:
@@ -61,7 +96,7 @@ class NegativePromptTeacher(LatentVideoTeacher):
     """Classifier-free guidance against a negative prompt's condition ``negative`` (1 l d), the
     conditional and unconditional halves batched in one network call (Wan, CogVideoX)."""
 
-    negative: TextCondition
+    negative: TextCondition | None  # None: loaded without text encoders, so no CFG
     guidance_scale: float
 
     def predict(
@@ -74,7 +109,12 @@ class NegativePromptTeacher(LatentVideoTeacher):
         **network_kwargs,
     ) -> Prediction:
         scale = self.guidance_scale if guidance_scale is None else guidance_scale
-        negative = self.negative.expand(len(condition))
+        if scale != 1.0 and self.negative is None:
+            raise UserError(
+                f"classifier-free guidance needs the negative prompt's embeddings; load this "
+                f"{type(self).__name__} with `text_encoders: true`."
+            )
+        negative = None if scale == 1.0 else self.negative.to(x.device).expand(len(condition))
         return guided_prediction(
             self.network, self.parameterization, x, sigma, condition, negative, scale, feature_blocks, **network_kwargs
         )

@@ -11,7 +11,7 @@ CLIP pooled projection.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from dcm_lightning.data.moving_shapes.text import TextCondition
 from dcm_lightning.diffusion import FlowMatching, classifier_free_guidance
 from dcm_lightning.errors import UserError
+from dcm_lightning.experts import LORA_TARGETS
 from dcm_lightning.teachers.base import Prediction
 from dcm_lightning.teachers.diffusers_base import DiffusersNetwork, LatentVideoTeacher
 from dcm_lightning.teachers.features import block_outputs
@@ -67,10 +68,13 @@ class HunyuanVideoTeacher(LatentVideoTeacher):
     embedded_guidance: the guidance the transformer is given as an input (official 6.0).
     guidance_scale: true classifier-free guidance against ``negative`` (1.0: off, one forward per step).
     negative: the negative prompt's condition, needed only when guidance_scale > 1.
+    encode, decode_latents: the pipeline's text encoders (Llama + CLIP: prompts → TextCondition with
+        ``pooled``) and VAE (latents → videos in [0, 1]); None when only cached embeddings are used.
     """
 
     parameterization = FlowMatching()
     psi_modules = HUNYUAN_PSI
+    lora_targets = LORA_TARGETS  # diffusers' Attention: to_q, to_k, to_v, to_out.0
 
     def __init__(
         self,
@@ -81,6 +85,8 @@ class HunyuanVideoTeacher(LatentVideoTeacher):
         embedded_guidance: float = 6.0,
         guidance_scale: float = 1.0,
         negative: TextCondition | None = None,
+        encode: Callable[[Sequence[str]], TextCondition] | None = None,
+        decode_latents: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         super().__init__()
         if guidance_scale != 1.0 and negative is None:
@@ -89,9 +95,7 @@ class HunyuanVideoTeacher(LatentVideoTeacher):
         self._latent_shape = tuple(latent_shape)
         self.shift, self.num_steps = shift, num_steps
         self.embedded_guidance, self.guidance_scale, self.negative = embedded_guidance, guidance_scale, negative
-
-    def encode_prompts(self, prompts: Sequence[str], open_vocabulary: bool = False) -> TextCondition:
-        raise UserError("this HunyuanVideo teacher was built without its text encoders; give cached embeddings.")
+        self._encode, self._decode = encode, decode_latents
 
     def _velocity(self, x, timestep, condition: TextCondition, feature_blocks, **network_kwargs):
         guidance = torch.full_like(timestep, self.embedded_guidance * 1000.0)
@@ -118,6 +122,3 @@ class HunyuanVideoTeacher(LatentVideoTeacher):
             v = classifier_free_guidance(v, v_negative, scale)
         x0, eps = self.parameterization.to_x0_eps(x, sigma.view(-1, 1, 1, 1, 1), v)
         return Prediction(x0=x0, eps=eps, features=features)
-
-    def decode(self, latents: Tensor) -> Tensor:
-        raise UserError("this HunyuanVideo teacher was built without its VAE; give its pipeline folder to decode.")

@@ -20,6 +20,7 @@ from dcm_lightning.data.moving_shapes import MovingShapesSpec, MovingShapesTextE
 from dcm_lightning.data.moving_shapes.render import spec_from_dict
 from dcm_lightning.diffusion import FlowMatching, teacher_sigmas
 from dcm_lightning.errors import UserError
+from dcm_lightning.experts import LORA_TARGETS
 from dcm_lightning.networks.tiny_dit import TinyDiTConfig, TinyVideoDiT
 from dcm_lightning.teachers.base import Prediction, guided_prediction
 
@@ -32,6 +33,7 @@ class TinyTeacher(nn.Module):
     parameterization = FlowMatching()
     # Ψ: the network's top-level layers that see the timestep (or are the output head); the detail
     # expert trains fresh copies of them. Each teacher adapter names its own architecture's.
+    lora_targets = LORA_TARGETS
     psi_modules = ("time_embedder", "pooled_text_embedder", "norm_out_modulation", "proj_out", "input_skip", "refine")
 
     def __init__(
@@ -63,8 +65,9 @@ class TinyTeacher(nn.Module):
     def video_shape(self) -> tuple[int, int, int, int]:
         return self.latent_shape()
 
-    def sigmas(self) -> Tensor:
-        return teacher_sigmas(self.num_steps, self.shift)
+    def sigmas(self, num_steps: int | None = None) -> Tensor:
+        """The sampler's N + 1 levels (or those of a ``num_steps`` sampler), descending to 0."""
+        return teacher_sigmas(num_steps or self.num_steps, self.shift)
 
     def predict(
         self,

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from dcm_lightning.data.moving_shapes.text import TextCondition
 from dcm_lightning.diffusion import FlowMatching
-from dcm_lightning.errors import UserError
+from dcm_lightning.experts import LORA_TARGETS
 from dcm_lightning.teachers.diffusers_base import DiffusersNetwork, NegativePromptTeacher
 from dcm_lightning.teachers.features import block_outputs
 
@@ -64,7 +64,8 @@ class WanNetwork(DiffusersNetwork):
 class WanTeacher(NegativePromptTeacher):
     """Args:
     network: the wrapped transformer.
-    negative: the negative prompt's embeddings (1 l d) and mask, the unconditional branch of CFG.
+    negative: the negative prompt's embeddings (1 l d) and mask, the unconditional branch of CFG (None
+        without text encoders: the teacher then runs only unguided, as from a trajectory cache).
     latent_shape: ``c f h w`` of one latent video (Wan2.1 480p, 81 frames: 16, 21, 60, 104).
     shift, guidance_scale, num_steps: the teacher's sampler (Wan2.1 T2V: 3.0, 5.0, 50).
     encode: prompts → TextCondition (the pipeline's UMT5); None when only cached embeddings are used.
@@ -73,11 +74,12 @@ class WanTeacher(NegativePromptTeacher):
 
     parameterization = FlowMatching()
     psi_modules = WAN_PSI
+    lora_targets = LORA_TARGETS  # diffusers' Attention: to_q, to_k, to_v, to_out.0
 
     def __init__(
         self,
         network: WanNetwork,
-        negative: TextCondition,
+        negative: TextCondition | None,
         latent_shape: tuple[int, int, int, int],
         shift: float = 3.0,
         guidance_scale: float = 5.0,
@@ -91,13 +93,3 @@ class WanTeacher(NegativePromptTeacher):
         self._latent_shape = tuple(latent_shape)
         self.shift, self.guidance_scale, self.num_steps = shift, guidance_scale, num_steps
         self._encode, self._decode = encode, decode_latents
-
-    def encode_prompts(self, prompts: Sequence[str], open_vocabulary: bool = False) -> TextCondition:
-        if self._encode is None:
-            raise UserError("this Wan teacher was loaded without its text encoder; give its pipeline folder.")
-        return self._encode(list(prompts)).to(self.device)
-
-    def decode(self, latents: Tensor) -> Tensor:
-        if self._decode is None:
-            raise UserError("this Wan teacher was loaded without its VAE; give its pipeline folder to decode.")
-        return self._decode(latents)

@@ -66,9 +66,7 @@ def main() -> None:
     trainer.fit(module, datamodule=data)
     module.eval()
     levels = torch.tensor([*module.sampling_indices(4), CLEAN_INDEX])
-    generator = Generator(
-        module.student, sigma_at(levels, module.teacher.num_steps, module.teacher.shift), 1.0, "student"
-    )
+    generator = Generator(module.student, sigma_at(levels, module.teacher.sigmas()), 1.0, "student")
     report, _ = evaluate_on_suite(generator, prompt_suite(16, 1, 1000), progress=False)
     keys = ("shape_acc", "color_acc", "texture_acc", "direction_acc", "all_acc")
     result = {"kind": args.kind, "batches": args.batches, "set": args.set, **{k: report[k] for k in keys}}

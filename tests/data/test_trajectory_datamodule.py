@@ -123,7 +123,7 @@ def test_the_latent_source_noises_a_data_latent_to_the_drawn_grid_point(student,
     batch = dataset[4]
     assert "x_prev" not in batch, "the module takes the teacher step online"
     x0 = latents[dataset.order.sample(4)]["latents"]
-    sigma = float(sigma_at(torch.tensor(batch["index"]), 10, student.teacher.shift))
+    sigma = float(sigma_at(torch.tensor(batch["index"]), student.teacher.sigmas()))
     noise = (batch["x_n"] - (1 - sigma) * x0) / sigma
     assert abs(float(noise.std()) - 1.0) < 0.05 and abs(float(noise.mean())) < 0.05
     assert x0.min() >= -1 and x0.max() <= 1 and x0.shape == student.teacher.latent_shape()

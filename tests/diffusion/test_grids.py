@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from dcm_lightning.diffusion import boundary_sigma, grid_sigma, shifted_sigma, teacher_sigmas
+from dcm_lightning.diffusion import boundary_sigma, grid_sigma, shifted_sigma, sigma_at, teacher_sigmas
 from dcm_lightning.errors import UserError
+from dcm_lightning.teachers.cogvideox import trailing_sigmas
 
 # DESIGN.md §2: the official grid at shift 17, index i ↦ σ((i + 1) / 50).
 PINNED = {0: 0.2576, 18: 0.9124, 34: 0.97541, 37: 0.98176, 43: 0.99204, 49: 1.0}
@@ -36,3 +37,15 @@ def test_boundary_sigma_follows_kappa():
 def test_kappa_outside_the_grid_is_refused_with_one_sentence(kappa):
     with pytest.raises(UserError, match="outside the grid"):
         boundary_sigma(kappa, 50, 17.0)
+
+
+def test_sigma_at_indexes_any_teachers_level_list_from_the_clean_end():
+    """Flow grid: index i is σ((i + 1)/N) and −1 is 0; CogVideoX's trailing DDIM grid: index i is
+    the (i + 1)-th timestep from the clean end, so κ and phases mean the same on both."""
+    flow = teacher_sigmas(50, 17.0)
+    indices = torch.tensor([49, 37, 0, -1])
+    torch.testing.assert_close(sigma_at(indices, flow), torch.cat([grid_sigma(indices[:3], 50, 17.0), flow[-1:]]))
+    trailing = trailing_sigmas(50)
+    assert sigma_at(torch.tensor([49, 0, -1]), trailing).mul(999).round().tolist() == [999.0, 19.0, 0.0]
+    with pytest.raises(UserError, match="grid indices"):
+        sigma_at(torch.tensor([50]), trailing)

@@ -80,3 +80,31 @@ def test_a_few_step_student_and_the_guided_teacher_sample_from_the_same_noise(wa
     student_video = sample_teacher(wan.student_copy(), noise, text, wan.sigmas()[::5])
     assert teacher_video.shape == student_video.shape == noise.shape
     assert torch.isfinite(teacher_video).all() and not torch.equal(teacher_video, student_video)
+
+
+def test_the_50_step_sample_equals_diffusers_flow_match_euler_loop_with_cfg(wan):
+    """Euler on Wan's flow ODE (WanPipeline's default UniPC is a higher-order solver of the same ODE):
+    FlowMatchEulerDiscreteScheduler(shift 3) over 50 steps, CFG 5 against the negative prompt's
+    embeddings, padded text tokens zeroed as WanPipeline zero-pads them."""
+    import numpy as np
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    teacher = WanTeacher(wan.network, wan.negative, LATENT, shift=3.0, guidance_scale=5.0, num_steps=50)
+    noise = torch.randn(2, *LATENT, generator=torch.Generator().manual_seed(5))
+    text = _text()
+    ours = sample_teacher(teacher, noise, text)
+
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    scheduler.set_timesteps(sigmas=np.linspace(1.0, 0.0, 51)[:-1])
+    transformer = wan.network.transformer
+    prompt = text.embeds * text.mask.unsqueeze(-1)
+    negative = (wan.negative.embeds * wan.negative.mask.unsqueeze(-1)).expand(2, -1, -1)
+    latents = noise.clone()
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            timestep = t.expand(2)
+            conditional = transformer(hidden_states=latents, timestep=timestep, encoder_hidden_states=prompt)[0]
+            unconditional = transformer(hidden_states=latents, timestep=timestep, encoder_hidden_states=negative)[0]
+            v = unconditional + 5.0 * (conditional - unconditional)
+            latents = scheduler.step(v, t, latents, return_dict=False)[0]
+    torch.testing.assert_close(ours, latents, rtol=1e-4, atol=1e-4)
