@@ -9,51 +9,14 @@ from dcm_lightning.data.moving_shapes.text import TextCondition
 from dcm_lightning.experts import DualExpertNetwork
 from dcm_lightning.sampling import sample_teacher
 from dcm_lightning.teachers.cogvideox import CogVideoXNetwork, CogVideoXTeacher
-
-LATENT = (4, 3, 8, 8)  # c f h w
-
-
-def _scheduler():
-    from diffusers import CogVideoXDDIMScheduler
-
-    return CogVideoXDDIMScheduler(  # CogVideoX-2b's scheduler config
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        num_train_timesteps=1000,
-        prediction_type="v_prediction",
-        rescale_betas_zero_snr=True,
-        set_alpha_to_one=True,
-        snr_shift_scale=3.0,
-        steps_offset=0,
-        timestep_spacing="trailing",
-    )
+from tests.tiny_diffusers import LATENT, tiny_scheduler, tiny_transformer
 
 
 @pytest.fixture
 def cogvideox():
-    from diffusers import CogVideoXTransformer3DModel
-
-    torch.manual_seed(0)
-    transformer = CogVideoXTransformer3DModel(
-        num_attention_heads=2,
-        attention_head_dim=16,
-        in_channels=4,
-        out_channels=4,
-        time_embed_dim=16,
-        text_embed_dim=32,
-        num_layers=2,
-        sample_width=8,
-        sample_height=8,
-        sample_frames=9,
-        patch_size=2,
-        temporal_compression_ratio=4,
-        max_text_seq_length=7,
-        use_rotary_positional_embeddings=False,
-    ).eval()
     negative = TextCondition(torch.zeros(1, 7, 32), torch.ones(1, 7, dtype=torch.bool))
-    return CogVideoXTeacher(CogVideoXNetwork(transformer), _scheduler().alphas_cumprod, negative, LATENT)
+    alphas = tiny_scheduler("cogvideox").alphas_cumprod
+    return CogVideoXTeacher(CogVideoXNetwork(tiny_transformer("cogvideox")), alphas, negative, LATENT)
 
 
 def test_the_50_step_sample_equals_diffusers_cogvideox_ddim_loop(cogvideox):
@@ -64,7 +27,7 @@ def test_the_50_step_sample_equals_diffusers_cogvideox_ddim_loop(cogvideox):
     )
     ours = sample_teacher(cogvideox, noise, text)
 
-    scheduler = _scheduler()
+    scheduler = tiny_scheduler("cogvideox")
     scheduler.set_timesteps(50)
     latents = noise.permute(0, 2, 1, 3, 4).clone()  # b f c h w
     prompt_embeds = torch.cat([torch.zeros(2, 7, 32), text.embeds])
@@ -93,4 +56,4 @@ def test_the_detail_expert_wraps_cogvideox(cogvideox):
     features = cogvideox.predict(
         x, torch.tensor([0.9, 0.2]), TextCondition(args[2], args[3]), feature_blocks=[1]
     ).features
-    assert [f.shape for f in features] == [(2, 3 * 4 * 4, 32)]
+    assert [f.shape for f in features] == [(2, 5 * 4 * 4, 32)]

@@ -10,30 +10,12 @@ from dcm_lightning.data.moving_shapes.text import TextCondition
 from dcm_lightning.experts import DualExpertNetwork
 from dcm_lightning.sampling import sample_teacher
 from dcm_lightning.teachers.hunyuan_video import HunyuanVideoNetwork, HunyuanVideoTeacher
-
-LATENT = (4, 3, 8, 8)
+from tests.tiny_diffusers import LATENT, tiny_transformer
 
 
 @pytest.fixture
 def hunyuan():
-    from diffusers import HunyuanVideoTransformer3DModel
-
-    torch.manual_seed(0)
-    transformer = HunyuanVideoTransformer3DModel(
-        in_channels=4,
-        out_channels=4,
-        num_attention_heads=2,
-        attention_head_dim=16,
-        num_layers=2,
-        num_single_layers=2,
-        num_refiner_layers=1,
-        mlp_ratio=2.0,
-        patch_size=2,
-        patch_size_t=1,
-        text_embed_dim=32,
-        pooled_projection_dim=16,
-        rope_axes_dim=(4, 6, 6),
-    ).eval()
+    transformer = tiny_transformer("hunyuan_video")
     return HunyuanVideoTeacher(HunyuanVideoNetwork(transformer), LATENT, shift=7.0, num_steps=50, embedded_guidance=6.0)
 
 
@@ -76,7 +58,7 @@ def test_the_50_step_sample_equals_diffusers_flow_match_euler_loop(hunyuan):
 def test_features_come_from_every_requested_block_and_the_student_keeps_the_embedded_guidance(hunyuan):
     x = torch.randn(2, *LATENT, generator=torch.Generator().manual_seed(3))
     prediction = hunyuan.predict(x, torch.tensor([0.9, 0.3]), _text(), feature_blocks=[0, 3])
-    assert [f.shape for f in prediction.features] == [(2, 3 * 4 * 4, 32)] * 2
+    assert [f.shape for f in prediction.features] == [(2, 5 * 4 * 4, 32)] * 2
     student = hunyuan.student_copy()
     assert student.embedded_guidance == 6.0 and student.network is not hunyuan.network
     torch.testing.assert_close(student.predict(x, torch.tensor([0.9, 0.3]), _text()).x0, prediction.x0)

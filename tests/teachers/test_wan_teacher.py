@@ -8,31 +8,15 @@ import torch
 from dcm_lightning.data.moving_shapes.text import TextCondition
 from dcm_lightning.experts import DualExpertNetwork
 from dcm_lightning.sampling import sample_teacher
-from dcm_lightning.teachers.wan import WAN21_T2V_1_3B, WanNetwork, WanTeacher
-
-TINY_WAN = dict(  # Wan2.1-1.3B's architecture, shrunk
-    WAN21_T2V_1_3B,
-    num_attention_heads=2,
-    attention_head_dim=16,
-    in_channels=4,
-    out_channels=4,
-    text_dim=32,
-    freq_dim=32,
-    ffn_dim=64,
-    num_layers=4,
-    rope_max_seq_len=32,
-)
-LATENT = (4, 3, 8, 8)
+from dcm_lightning.teachers.wan import WanNetwork, WanTeacher
+from tests.tiny_diffusers import LATENT, tiny_transformer
 
 
 @pytest.fixture
 def wan():
-    from diffusers import WanTransformer3DModel
-
-    torch.manual_seed(0)
-    transformer = WanTransformer3DModel(**TINY_WAN).eval()
     negative = TextCondition(torch.zeros(1, 7, 32), torch.ones(1, 7, dtype=torch.bool))
-    return WanTeacher(WanNetwork(transformer), negative, LATENT, shift=3.0, guidance_scale=5.0, num_steps=10)
+    network = WanNetwork(tiny_transformer("wan"))
+    return WanTeacher(network, negative, LATENT, shift=3.0, guidance_scale=5.0, num_steps=10)
 
 
 def _text(batch: int = 2) -> TextCondition:
@@ -54,7 +38,7 @@ def test_predictions_are_the_transformers_flow_velocity_with_wans_cfg(wan):
     s = sigma.view(-1, 1, 1, 1, 1)
     torch.testing.assert_close(prediction.x0, x - s * v, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(prediction.eps, x + (1 - s) * v, rtol=1e-4, atol=1e-5)
-    assert [f.shape for f in prediction.features] == [(2, 3 * 4 * 4, 32)] * 2
+    assert [f.shape for f in prediction.features] == [(2, 5 * 4 * 4, 32)] * 2
 
 
 def test_the_detail_expert_wraps_wan_with_lora_and_its_timestep_layers(wan):
