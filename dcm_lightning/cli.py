@@ -23,6 +23,7 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 def _tools() -> dict[str, tuple[str, Callable[[Sequence[str]], None]]]:
     # Imported lazily so that `fit` does not pay for the tools' imports and vice versa.
     from dcm_lightning.tools import (
+        analyze,
         cache,
         compare,
         export,
@@ -45,6 +46,10 @@ def _tools() -> dict[str, tuple[str, Callable[[Sequence[str]], None]]]:
             vbench_evaluate.main,
         ),
         "vbench-score": ("VBench Total/Quality/Semantic from VBench's per-dimension result files", vbench_score.main),
+        "analyze": (
+            "params: two networks' differences by module kind; boundary: suggest κ for a teacher",
+            analyze.main,
+        ),
     }
 
 

@@ -4,6 +4,7 @@ process on the same global batch, and exports from a sharded checkpoint."""
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import subprocess
@@ -27,6 +28,12 @@ FAMILY = "hunyuan_video"
 SHARDED = {
     "class_path": "lightning.pytorch.strategies.ModelParallelStrategy",
     "init_args": {"data_parallel_size": 2, "tensor_parallel_size": 1},
+}
+
+
+PROBE = {
+    "class_path": "dcm_lightning.callbacks.NoiseLevelGradients",
+    "init_args": {"every_n_batches": 1, "num_buckets": 2, "probe_size": 2},
 }
 
 
@@ -57,6 +64,11 @@ def config(tmp_path: Path, stage: str, devices: int, max_steps: int, batch_size:
     if devices == 2:
         values["trainer"].update(devices=2, strategy=SHARDED)
     values["trainer"]["callbacks"][0]["init_args"]["save_last"] = True
+    values["trainer"]["callbacks"].append(PROBE)
+    values["trainer"]["logger"] = {
+        "class_path": "lightning.pytorch.loggers.CSVLogger",
+        "init_args": {"save_dir": str(tmp_path / stage), "name": "csv"},
+    }
     values["data"]["init_args"]["batch_size"] = batch_size
     path.write_text(yaml.safe_dump(values))
     return path
@@ -119,6 +131,22 @@ def test_one_sharded_step_equals_one_single_process_step_on_the_same_global_batc
     difference = torch.cat([(sharded[k] - single[k]).flatten() for k in single])
     assert float(update.abs().max()) > 1e-4, "the step changed nothing, so the comparison would be empty"
     assert float(difference.norm() / update.norm()) < 1e-2
+
+
+def _probe_metrics(run: Path) -> dict[str, float]:
+    """The NoiseLevelGradients values logged at step 0 (before any update) of a run's CSV log."""
+    rows = list(csv.DictReader(next(run.glob("csv/version_0/metrics.csv")).open()))
+    return {k: float(v) for row in rows if row["step"] == "0" for k, v in row.items() if k.startswith("noise_level")}
+
+
+def test_the_per_noise_level_gradient_norms_are_the_same_sharded_and_unsharded(runs):
+    """FSDP2 reduces the norm over the shards; with the same weights and probe, 2 ranks report what
+    one process does."""
+    root, _ = runs
+    sharded, single = _probe_metrics(root / "sharded" / "seme"), _probe_metrics(root / "single" / "seme")
+    assert len(single) == 4 and sharded.keys() == single.keys()  # loss and grad norm at 2 indices
+    for key, value in single.items():
+        assert sharded[key] == pytest.approx(value, rel=1e-4), key
 
 
 def test_a_resumed_sharded_run_continues_exactly_where_it_stopped(runs):

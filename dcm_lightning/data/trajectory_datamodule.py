@@ -17,7 +17,7 @@ from typing import Literal, Protocol
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from dcm_lightning.data.latent_folder import LatentFolder, write_moving_shapes_latents
 from dcm_lightning.data.loaders import stream_loader, validation_prompts
@@ -271,6 +271,16 @@ class TrajectoryDataModule(L.LightningDataModule):
             strategy.world_size,
         )
         return stream_loader(dataset, rank_items, self.batch_size, self.num_workers)
+
+    def probe_batch(self, consumer: TrajectoryConsumer, index: int, size: int, seed: int) -> dict:
+        """``size`` training items all at grid index ``index``, collated: the same trajectories (or
+        data latents) whatever the index, so that batches at several indices differ only in noise
+        level (the per-noise-level diagnostics). Call after ``setup("fit")``."""
+        if self.source == "cache":
+            dataset = CachedPairs(self.cache, [index], seed, getattr(consumer, "needs_clean_sample", False))
+        else:
+            dataset = NoisedLatents(self.latents, [index], seed, consumer.teacher)
+        return default_collate([dataset[item] for item in range(size)])
 
     def val_dataloader(self) -> DataLoader:
         return validation_prompts(self.num_val_prompts, self.seed + 1)

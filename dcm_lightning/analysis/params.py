@@ -1,0 +1,89 @@
+"""Relative parameter difference between two networks, grouped by module kind — the analysis that
+motivates DCM's detail expert: if two separately trained experts differ mostly in the timestep /
+condition embeddings and the attention projections, a LoRA on those projections plus fresh copies
+Ψ of the embeddings can turn one into the other."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from torch import Tensor, nn
+
+from dcm_lightning.errors import UserError
+
+# (kind, pattern) in order: the first whose pattern matches a parameter's dotted name decides.
+KINDS = (
+    (
+        "timestep/condition embeddings",
+        r"time_embed|timestep_embed|time_text_embed|time_proj|guidance_embed|condition_embedder|"
+        r"pooled_text_embedder|text_embedder|context_embedder|time_embedding|caption_projection|text_proj",
+    ),
+    ("norms", r"norm_(q|k|added_q|added_k)\b"),  # the q/k norms inside attention
+    ("attention linears", r"(^|\.)(attn\d?|attention)\.|to_q|to_k|to_v|to_out|add_[qkv]_proj|to_add_out"),
+    ("FFN", r"(^|\.)(ff|ffn|mlp|ff_context)\.|proj_mlp|(^|\.)ffn\b"),
+    ("norms", r"norm|adaln|modulation|scale_shift_table"),  # with the AdaLN modulation linears
+)
+KIND_NAMES = ("timestep/condition embeddings", "attention linears", "FFN", "norms", "other")
+
+
+def module_kind(name: str) -> str:
+    """The kind of the module a parameter (by dotted name) belongs to."""
+    for kind, pattern in KINDS:
+        if re.search(pattern, name):
+            return kind
+    return "other"
+
+
+def relative_difference_by_kind(a: dict[str, Tensor], b: dict[str, Tensor]) -> dict[str, dict[str, float]]:
+    """Per module kind: ‖θ_B − θ_A‖ / ‖θ_A‖ over all its parameters together, the parameter count,
+    and the mean over its tensors of each tensor's own relative difference."""
+    if a.keys() != b.keys():
+        only = sorted(a.keys() ^ b.keys())[:3]
+        raise UserError(
+            f"the two networks have different parameters (e.g. {only}); compare networks of one architecture."
+        )
+    sums: dict[str, dict[str, float]] = {}
+    for name in sorted(a):
+        x, y = a[name].double(), b[name].double()
+        if x.shape != y.shape:
+            raise UserError(f"parameter {name} has shape {tuple(x.shape)} in A but {tuple(y.shape)} in B.")
+        kind = sums.setdefault(module_kind(name), {"diff2": 0.0, "base2": 0.0, "count": 0, "tensors": 0, "rel": 0.0})
+        diff2, base2 = float((y - x).square().sum()), float(x.square().sum())
+        kind["diff2"] += diff2
+        kind["base2"] += base2
+        kind["count"] += x.numel()
+        kind["tensors"] += 1
+        kind["rel"] += (diff2 / base2) ** 0.5 if base2 > 0 else 0.0
+    return {
+        kind: {
+            "relative_difference": (v["diff2"] / v["base2"]) ** 0.5 if v["base2"] > 0 else 0.0,
+            "mean_tensor_relative_difference": v["rel"] / v["tensors"],
+            "parameters": int(v["count"]),
+        }
+        for kind, v in sorted(sums.items(), key=lambda item: KIND_NAMES.index(item[0]))
+    }
+
+
+def network_weights(path: str | Path) -> dict[str, Tensor]:
+    """The weights of the network a user points at: a teacher (folder or TeacherModule checkpoint),
+    a distilled student (checkpoint or exported folder). A dual-expert student gives its detail
+    expert as one plain network (adapters merged, Ψ in place), comparable with its semantic expert
+    or the teacher."""
+    from dcm_lightning.checkpoints import is_student_checkpoint, load_teacher, student_module_from_checkpoint
+    from dcm_lightning.experts import DualExpertNetwork
+    from dcm_lightning.students import is_student_folder, load_student
+
+    if is_student_folder(path):
+        network = load_student(path, pipeline_parts=False)[0].network
+    elif is_student_checkpoint(path):
+        network = student_module_from_checkpoint(path)[0].student.network
+    else:
+        network = load_teacher(path).network
+    if isinstance(network, DualExpertNetwork):
+        network = network.merged_detail_network()
+    return _plain_state(network)
+
+
+def _plain_state(network: nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().float().cpu() for k, v in network.state_dict().items() if v.is_floating_point()}
