@@ -8,7 +8,7 @@ TEACHER_STAGE2 := runs/teacher_tiny_stage2
 TEACHER_OUT := dcm_lightning/teachers/weights/tiny_teacher
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-slow lint demo teacher-tiny teacher-eval cache-tiny seme-tiny lcm-tiny pcm-tiny dete-tiny dete-full-tiny eval-tiny tensorboard clean
+.PHONY: help install test test-slow lint demo teacher-tiny teacher-eval cache-tiny seme-tiny lcm-tiny pcm-tiny dete-tiny dete-full-tiny eval-tiny ablation-od-pe-tc compare boundary-tiny tensorboard clean
 
 # fit a distillation config, resuming its run when a last.ckpt exists: $(call distill,<config name>)
 distill = $(PY) -m dcm_lightning fit --config configs/$(1).yaml \
@@ -71,6 +71,16 @@ dete-full-tiny: install ## the ablation's +OD detail expert (a full-parameter se
 
 eval-tiny: install ## MiniBench table of teacher-50, LCM-4, PCM-4, DCM-4, DCM-8 -> experiments/eval_tiny/
 	$(PY) -m dcm_lightning validate --config configs/eval_tiny.yaml
+
+ablation-od-pe-tc: install ## the paper's ablation (VCM, +OD, +OD+PE, +OD+PE+TC, DCM) x 3 seeds -> experiments/ablation_od_pe_tc/ (~75 min)
+	$(PY) experiments/ablation_od_pe_tc/run_ablation.py
+
+compare: install ## teacher-50 vs LCM-4, PCM-4, DCM-4, DCM-8 x 3 seeds -> experiments/compare/ (reuses the ablation's DCM runs)
+	$(PY) experiments/compare/run_compare.py
+
+boundary-tiny: install ## suggest κ from the tiny teacher's cached trajectories -> experiments/boundary/
+	$(PY) -m dcm_lightning cache --config configs/seme_tiny.yaml
+	$(PY) -m dcm_lightning analyze boundary --cache runs/cache/tiny_teacher --out experiments/boundary
 
 tensorboard: install ## serve the TensorBoard logs under runs/
 	$(VENV)/bin/tensorboard --logdir runs

@@ -17,22 +17,33 @@ CLEAN_INDEX = -1  # the appended σ = 0
 
 @dataclass(frozen=True)
 class Segment:
-    """Grid points ``end + 1 .. last`` are sampled; every trajectory ends at index ``end``."""
+    """Grid points ``end + 1 .. last`` are sampled; every trajectory ends at index ``end``. Phases
+    split the range evenly, or at ``inner_ends`` when given (then ``num_phases`` = their count + 1)."""
 
     end: int
     last: int
     num_phases: int = 1
+    inner_ends: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.last <= self.end:
             raise UserError(f"an expert segment needs last > end, got end={self.end}, last={self.last}.")
+        if self.inner_ends and (
+            self.num_phases != len(self.inner_ends) + 1 or not all(self.end < e < self.last for e in self.inner_ends)
+        ):
+            raise UserError(
+                f"phase ends {list(self.inner_ends)} must lie inside ({self.end}, {self.last}), one per phase."
+            )
         if not 1 <= self.num_phases <= self.last - self.end:
             raise UserError(
                 f"{self.num_phases} phases do not fit {self.last - self.end} grid steps; use 1..{self.last - self.end}."
             )
 
     def phase_ends(self) -> list[int]:
-        """Phase end indices, from the segment's end upwards: P nearly equal runs of grid steps."""
+        """Phase end indices, from the segment's end upwards: P nearly equal runs of grid steps, or
+        the given inner ends."""
+        if self.inner_ends:
+            return [self.end, *sorted(self.inner_ends)]
         steps = self.last - self.end
         return [self.end + (steps * p) // self.num_phases for p in range(self.num_phases)]
 
@@ -61,6 +72,13 @@ def detail_segment(kappa: int, num_steps: int, num_phases: int = 1) -> Segment:
 def whole_trajectory(num_steps: int, num_phases: int = 1) -> Segment:
     """LCM (P = 1) and PCM (P phases): one model over every grid point, ending at σ = 0."""
     return Segment(end=CLEAN_INDEX, last=num_steps - 1, num_phases=num_phases)
+
+
+def split_trajectory(kappa: int, num_steps: int) -> Segment:
+    """The ablation's VCM: one model over every grid point, with DCM's two phases — (σ_b, 1] ending at
+    σ_b and [0, σ_b] ending at σ = 0 — so that only the decoupling into two experts is missing."""
+    validate_boundary_index(kappa, num_steps)
+    return Segment(end=CLEAN_INDEX, last=num_steps - 1, num_phases=2, inner_ends=(kappa,))
 
 
 def uniform_step_indices(segment: Segment, num_steps: int) -> list[int]:

@@ -1,6 +1,11 @@
 """LightningModules: they coordinate; the math lives in diffusion/, losses.py and sampling.py."""
 
-from dcm_lightning.modules.consistency import ConsistencyDistillationModule, PhasedConsistencyModule, SemEModule
+from dcm_lightning.modules.consistency import (
+    ConsistencyDistillationModule,
+    PhasedConsistencyModule,
+    SemEModule,
+    VanillaConsistencyModule,
+)
 from dcm_lightning.modules.dete import DetEModule
 from dcm_lightning.modules.evaluation import EvaluatedModel, MiniBenchModule
 from dcm_lightning.modules.teacher import TeacherModule
@@ -13,4 +18,5 @@ __all__ = [
     "PhasedConsistencyModule",
     "SemEModule",
     "TeacherModule",
+    "VanillaConsistencyModule",
 ]

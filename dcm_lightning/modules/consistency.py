@@ -23,7 +23,13 @@ from dcm_lightning.data.moving_shapes import TextCondition
 from dcm_lightning.data.trajectory_cache import module_fingerprint
 from dcm_lightning.diffusion import sigma_at
 from dcm_lightning.diffusion.consistency import Denoiser, consistency_target, jump
-from dcm_lightning.diffusion.phases import Segment, schedule_indices, semantic_segment, whole_trajectory
+from dcm_lightning.diffusion.phases import (
+    Segment,
+    schedule_indices,
+    semantic_segment,
+    split_trajectory,
+    whole_trajectory,
+)
 from dcm_lightning.distributed import data_parallel_mesh, shard_network
 from dcm_lightning.errors import UserError
 from dcm_lightning.evaluation.sample_check import log_sample_check
@@ -256,6 +262,26 @@ class SemEModule(ConsistencyDistillationModule):
 
     def schedule_rule(self) -> dict:
         # DCM's split schedule; until a detail expert exists, this student also runs the detail steps.
+        return {"rule": "dual_expert", "boundary_index": self.boundary_index}
+
+
+class VanillaConsistencyModule(ConsistencyDistillationModule):
+    """The ablation's VCM (DESIGN.md §2 "Ablation rows"): one full-parameter student over the whole
+    trajectory with DCM's phase ends (σ_b and 0) and DCM's 2 + 2 sampler — DCM without the decoupling
+    into a semantic and a detail expert.
+
+    Args:
+        boundary_index: κ, where the two phases meet (as SemE's).
+    """
+
+    def __init__(self, boundary_index: int = 37, **kwargs) -> None:
+        self.boundary_index = boundary_index
+        super().__init__(**kwargs)
+
+    def training_segment(self) -> Segment:
+        return split_trajectory(self.boundary_index, self.teacher.num_steps)
+
+    def schedule_rule(self) -> dict:
         return {"rule": "dual_expert", "boundary_index": self.boundary_index}
 
 

@@ -156,9 +156,18 @@ class DetEModule(ConsistencyDistillationModule):
         """Ω: the frozen teacher's hidden states at the feature layers (conditional branch only)."""
         return self.teacher.predict(x, sigma, step.condition, guidance_scale=1.0, feature_blocks=self.layers).features
 
+    @property
+    def adversarial(self) -> bool:
+        """False when both GAN weights are 0 (the ablation's rows without GAN/FM): then neither the
+        teacher's features nor a discriminator loss are computed."""
+        return bool(self.hparams.adversarial_weight or self.hparams.feature_matching_weight)
+
     def training_step(self, batch: dict, batch_idx: int) -> None:
         optimizer_g, optimizer_d = self.optimizers()
         step = self.consistency_step(batch)
+        if not self.adversarial:
+            self._consistency_only_step(step, optimizer_g, optimizer_d, batch)
+            return
         fake, real, sigma_adv = self.adversarial_inputs(step, batch)
         fake_features = self.teacher_features(fake, sigma_adv, step)  # gradient flows to the student
         with torch.no_grad():
@@ -210,6 +219,21 @@ class DetEModule(ConsistencyDistillationModule):
             "train/d_fake": fake_mean.mean(),
             "train/d_accuracy": accuracy,
         }
+        self.log_dict(logs, prog_bar=False, batch_size=len(batch["index"]))
+        self.log("train/loss", step.losses["loss"].detach(), prog_bar=True, batch_size=len(batch["index"]))
+
+    def _consistency_only_step(self, step: ConsistencyStep, optimizer_g, optimizer_d, batch: dict) -> None:
+        optimizer_g.zero_grad()
+        self.manual_backward(step.losses["loss"])
+        self.clip_gradients(optimizer_g, gradient_clip_val=self.hparams.generator_clip, gradient_clip_algorithm="norm")
+        optimizer_g.step()
+        if self.target_ema is not None:
+            self.target_ema.update(self.student)
+        # The discriminator has no gradient and stays as it is; its step keeps two optimizer steps per
+        # batch, so step counts, checkpoints and the data stream mean the same with and without GAN.
+        optimizer_d.zero_grad()
+        optimizer_d.step()
+        logs = {f"train/{k}": v.detach() for k, v in step.losses.items() if k != "loss"}
         self.log_dict(logs, prog_bar=False, batch_size=len(batch["index"]))
         self.log("train/loss", step.losses["loss"].detach(), prog_bar=True, batch_size=len(batch["index"]))
 

@@ -90,3 +90,16 @@ def test_a_phased_student_starts_each_step_where_the_last_phase_ended():
     starts = phase_start_indices(pcm)
     assert starts == [49, 36, 24, 11]
     assert [pcm.phase_end(s) for s in starts] == [36, 24, 11, CLEAN_INDEX]
+
+
+def test_the_vcm_segment_is_one_trajectory_with_dcms_two_phase_ends():
+    from dcm_lightning.diffusion.phases import split_trajectory
+    from dcm_lightning.errors import UserError
+
+    segment = split_trajectory(37, 50)
+    assert list(segment.sample_indices()) == list(range(0, 50))
+    assert segment.phase_ends() == [-1, 37]
+    assert segment.phase_end(49) == segment.phase_end(38) == 37  # SemE's phase
+    assert segment.phase_end(37) == segment.phase_end(0) == -1  # DetE's phase
+    with pytest.raises(UserError):
+        split_trajectory(49, 50)

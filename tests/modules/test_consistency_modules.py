@@ -13,7 +13,7 @@ import yaml
 from dcm_lightning.cli import main
 from dcm_lightning.data.moving_shapes import TextCondition
 from dcm_lightning.errors import UserError
-from dcm_lightning.modules import PhasedConsistencyModule, SemEModule
+from dcm_lightning.modules import PhasedConsistencyModule, SemEModule, VanillaConsistencyModule
 
 REPO = Path(__file__).resolve().parents[2]
 KAPPA = 6  # a boundary inside the test teacher's 10-step grid
@@ -114,7 +114,7 @@ def test_a_student_checkpoint_loaded_onto_another_teacher_is_refused(seme_runs, 
     SemEModule.load_from_checkpoint(checkpoint, weights_only=True)  # its own teacher loads
 
 
-@pytest.mark.parametrize("source", ["lcm_tiny", "pcm_tiny"])
+@pytest.mark.parametrize("source", ["lcm_tiny", "pcm_tiny", "vcm_tiny"])
 def test_the_baselines_train_from_the_same_cache(seme_runs, source, caplog):
     main(["fit", "--config", str(distill_config(seme_runs, source, seme_runs / "teacher", 2, source))])
     assert "Reusing trajectory cache" in caplog.text
@@ -188,5 +188,8 @@ def test_schedules_follow_the_segments(tmp_path):
     lcm = PhasedConsistencyModule(teacher=teacher, num_phases=1)
     assert {lcm.segment.phase_end(n) for n in lcm.training_indices()} == {-1}
     assert lcm.sampling_indices(4) == [49, 37, 24, 12]  # uniform strides over the whole trajectory
+    vcm = VanillaConsistencyModule(teacher=teacher, boundary_index=37)
+    assert vcm.training_indices() == list(range(0, 50)) and vcm.segment.phase_ends() == [-1, 37]
+    assert vcm.sampling_indices(4) == seme.sampling_indices(4)  # DCM's sampler, one network
     with pytest.raises(UserError, match="at least 2 steps"):
         seme.sampling_indices(1)

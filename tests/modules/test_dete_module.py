@@ -52,6 +52,27 @@ def test_one_dete_step_runs_the_teacher_once_on_fake_and_once_on_real(chained, t
     assert calls == [True, False], "fake features with gradient, real features without, nothing else"
 
 
+def test_without_gan_weights_a_dete_step_is_consistency_only(chained):
+    """The ablation's rows without GAN/FM: no teacher feature pass, the discriminator untouched,
+    the detail expert still trained."""
+    root, semantic = chained
+    module = DetEModule(
+        semantic_checkpoint=str(semantic), lora_rank=4, adversarial_weight=0.0, feature_matching_weight=0.0
+    )
+    data = TrajectoryDataModule(cache_dir=str(root / "cache"), num_trajectories=8, samples_per_shard=4)
+    pairs = CachedPairs(data.prepare_cache(module), module.training_indices(), seed=0)
+    batch = {k: torch.stack([torch.as_tensor(pairs[i][k]) for i in range(2)]) for k in pairs[0]}
+    calls = []
+    module.teacher.network.register_forward_hook(lambda m, args, out: calls.append(True))
+    discriminator = {k: v.clone() for k, v in module.discriminator.state_dict().items()}
+    detail = {k: v.clone() for k, v in module.student.network.trainable_state_dict().items()}
+    _manual_optimization_harness(module)(batch)
+    assert calls == [] and not module.adversarial
+    assert all(torch.equal(v, module.discriminator.state_dict()[k]) for k, v in discriminator.items())
+    after = module.student.network.trainable_state_dict()
+    assert any(not torch.equal(v, after[k]) for k, v in detail.items())
+
+
 def test_the_ema_student_can_be_the_discriminators_real(chained):
     root, semantic = chained
     with pytest.raises(UserError, match="needs target_network: ema"):

@@ -1,0 +1,92 @@
+"""`make ablation-od-pe-tc`: the paper's ablation (VCM → +OD → +OD+PE → +OD+PE+TC → DCM) on the tiny
+tier, every row from the one shared trajectory cache, each with several seeds, scored by MiniBench.
+
+    python experiments/ablation_od_pe_tc/run_ablation.py                    (~75 min on 2 CPU cores)
+    python experiments/ablation_od_pe_tc/run_ablation.py --steps 1000 --seeds 0 1 2 3 4   (longer runs)
+
+Rows (DESIGN.md §2 "Ablation rows"), all sampled with DCM's 2 + 2 schedule at κ = 37:
+  VCM        one full-parameter student over the whole trajectory with DCM's two phases (2·S steps)
+  +OD        SemE (no TC, S steps) + a full-parameter detail expert, consistency only (S batches)
+  +OD+PE     SemE (no TC) + the LoRA + Ψ detail expert, consistency only
+  +OD+PE+TC  SemE with TC + the LoRA + Ψ detail expert, consistency only
+  DCM        SemE with TC + the LoRA + Ψ detail expert with GAN + feature matching (configs/dete_tiny.yaml)
+Every stage is the user's own `python -m dcm_lightning fit` on a config written from the shipped
+ones (configs/{vcm,seme,dete,dete_full}_tiny.yaml) with only the step count, seed and paths changed;
+a stage whose final checkpoint exists is skipped and an interrupted one resumes from last.ckpt, so
+rerunning the command continues. Then one `validate` scores every student and the 50-step teacher
+on 64 held-out prompts × 2 noise seeds, and the rows are aggregated (mean ± sample std over seeds)
+into experiments/ablation_od_pe_tc/results.{json,md} and results.png, next to the paper's numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tiny_table import DCM_STAGES, REPO, Stage, aggregate, build_cache, evaluate, fit, write_report  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+NO_GAN = {"adversarial_weight": 0.0, "feature_matching_weight": 0.0}
+STAGES = {
+    "vcm": Stage("vcm_tiny", {}, None, 2),
+    "seme_notc": Stage("seme_tiny", {"tc_weight": 0.0}, None, 1),
+    "seme_tc": DCM_STAGES["seme_tc"],
+    "dete_full": Stage("dete_full_tiny", NO_GAN, "seme_notc", 2),  # DetE: a G and a D step per batch
+    "dete_pe": Stage("dete_tiny", NO_GAN, "seme_notc", 2),
+    "dete_pe_tc": Stage("dete_tiny", NO_GAN, "seme_tc", 2),
+    "dcm": DCM_STAGES["dcm"],
+}
+ROWS = {  # label: the stage whose student is scored
+    "VCM": "vcm",
+    "+OD": "dete_full",
+    "+OD+PE": "dete_pe",
+    "+OD+PE+TC": "dete_pe_tc",
+    "DCM": "dcm",
+}
+PAPER = {  # VBench Total / Quality / Semantic (HunyuanVideo, the paper's ablation table)
+    "VCM": (80.30, 80.74, 78.36),
+    "+OD": (83.08, 84.20, 78.59),
+    "+OD+PE": (83.03, 84.16, 78.53),
+    "+OD+PE+TC": (83.42, 84.63, None),
+    "DCM": (83.83, 85.12, 78.67),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="The OD / PE / TC ablation on the tiny tier (see the docstring).")
+    parser.add_argument("--steps", type=int, default=250, help="S: steps of each semantic stage (default 250)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--root", default="runs/ablation", help="where the runs go")
+    parser.add_argument("--out", default=str(HERE.relative_to(REPO)), help="where the result files go")
+    args = parser.parse_args()
+    root, out = REPO / args.root, REPO / args.out
+    start = time.perf_counter()
+    build_cache()
+    seconds = {}
+    for seed in args.seeds:
+        for name, stage in STAGES.items():
+            seconds[f"seed{seed}/{name}"] = round(fit(stage, name, seed, args.steps, root), 1)
+    models = [{"label": "teacher-50", "checkpoint": None, "steps": 50}]
+    models += [
+        {"label": f"{row}/seed{seed}", "checkpoint": str(root / f"seed{seed}" / stage / "final.ckpt"), "steps": 4}
+        for row, stage in ROWS.items()
+        for seed in args.seeds
+    ]
+    results = evaluate(models, root, root / "eval")
+    settings = {
+        "steps_S": args.steps,
+        "seeds": args.seeds,
+        "stage_seconds": seconds,
+        "wall_seconds": round(time.perf_counter() - start, 1),
+        "command": " ".join(["python", "experiments/ablation_od_pe_tc/run_ablation.py", *sys.argv[1:]]),
+        "suite": results["suite"],
+        "machine": results.get("machine"),
+    }
+    write_report(aggregate(results, list(ROWS), args.seeds), results, PAPER, settings, out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""`make compare`: the paper's main table on the tiny tier — teacher-50, LCM-4, PCM-4, DCM-4, DCM-8 —
+from the one shared trajectory cache, each student with several seeds, scored by MiniBench.
+
+    python experiments/compare/run_compare.py                        (~30 min after the ablation, ~50 from nothing)
+    python experiments/compare/run_compare.py --steps 500 --seeds 0 1 2 3 4
+
+LCM (one phase) and PCM (4 phases) are single models over the whole trajectory trained for 2·S steps;
+DCM is the semantic expert (S steps, TC) plus the LoRA + Ψ detail expert with GAN + feature matching
+(S batches) — the same compute — sampled with 2 + 2 (DCM-4) and 4 + 4 (DCM-8) steps. The DCM runs
+live in the same folders as `make ablation-od-pe-tc`'s "DCM" row and are reused when that ran with
+the same S and seeds. Stages resume and are skipped once done, as in experiments/tiny_table.py.
+Writes experiments/compare/results.{json,md} and results.png, next to the paper's numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tiny_table import DCM_STAGES, REPO, Stage, aggregate, build_cache, evaluate, fit, write_report  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+STAGES = {"lcm": Stage("lcm_tiny", {}, None, 2), "pcm": Stage("pcm_tiny", {}, None, 2), **DCM_STAGES}
+ROWS = {"LCM-4": ("lcm", 4), "PCM-4": ("pcm", 4), "DCM-4": ("dcm", 4), "DCM-8": ("dcm", 8)}
+PAPER = {  # VBench Total / Quality / Semantic (HunyuanVideo, the paper's main table)
+    "teacher-50": (83.87, 85.00, 79.34),
+    "LCM-4": (80.33, 80.83, 78.32),
+    "PCM-4": (80.93, 81.94, 76.90),
+    "DCM-4": (83.83, 85.12, 78.67),
+    "DCM-8": (83.86, 85.00, 79.32),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="teacher-50 vs LCM-4, PCM-4, DCM-4, DCM-8 on the tiny tier.")
+    parser.add_argument("--steps", type=int, default=250, help="S: steps of each semantic stage (default 250)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--root", default="runs/ablation", help="where the runs go (shared with the ablation)")
+    parser.add_argument("--out", default=str(HERE.relative_to(REPO)), help="where the result files go")
+    args = parser.parse_args()
+    root, out = REPO / args.root, REPO / args.out
+    start = time.perf_counter()
+    build_cache()
+    seconds = {}
+    for seed in args.seeds:
+        for name, stage in STAGES.items():
+            seconds[f"seed{seed}/{name}"] = round(fit(stage, name, seed, args.steps, root), 1)
+    models = [{"label": "teacher-50", "checkpoint": None, "steps": 50}]
+    models += [
+        {"label": f"{row}/seed{seed}", "checkpoint": str(root / f"seed{seed}" / stage / "final.ckpt"), "steps": steps}
+        for row, (stage, steps) in ROWS.items()
+        for seed in args.seeds
+    ]
+    results = evaluate(models, root, root / "eval_compare")
+    settings = {
+        "steps_S": args.steps,
+        "seeds": args.seeds,
+        "stage_seconds": seconds,
+        "wall_seconds": round(time.perf_counter() - start, 1),
+        "command": " ".join(["python", "experiments/compare/run_compare.py", *sys.argv[1:]]),
+        "suite": results["suite"],
+        "machine": results.get("machine"),
+    }
+    write_report(aggregate(results, list(ROWS), args.seeds), results, PAPER, settings, out, latency=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""What the tiny-tier tables share (experiments/ablation_od_pe_tc, experiments/compare): stages that are
+the user's own `fit` on configs written from the shipped ones, resumable and skipped once done; one
+MiniBench `validate` over every model; rows aggregated as mean ± sample std over seeds; a plot."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CACHE = "runs/cache/tiny_teacher"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One training run: a shipped config, its model overrides, the semantic stage a detail expert
+    starts from, and its length in units of S optimizer steps (a DetE batch counts two)."""
+
+    config: str
+    overrides: dict
+    semantic: str | None
+    units: int
+
+
+# The full DCM pipeline of the tables (shared run folders: the comparison reuses the ablation's runs).
+DCM_STAGES = {
+    "seme_tc": Stage("seme_tiny", {}, None, 1),
+    "dcm": Stage("dete_tiny", {}, "seme_tc", 2),  # a DetE batch is a G and a D optimizer step
+}
+
+
+def build_cache() -> None:
+    """Build the shared trajectory cache once (or reuse it)."""
+    command = [sys.executable, "-m", "dcm_lightning", "cache", "--config", "configs/seme_tiny.yaml"]
+    subprocess.run(command, cwd=REPO, check=True)
+
+
+def stage_config(stage: Stage, name: str, seed: int, steps: int, root: Path) -> tuple[Path, Path]:
+    """Write a stage's config (validation off, checkpoints every 100 steps); returns (config, run folder)."""
+    run = root / f"seed{seed}" / name
+    values = yaml.safe_load((REPO / "configs" / f"{stage.config}.yaml").read_text())
+    values["seed_everything"] = seed
+    values["trainer"].update(
+        max_steps=stage.units * steps,
+        default_root_dir=str(run),
+        limit_val_batches=0,  # scored afterwards by MiniBench on held-out prompts
+        logger={"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": {"save_dir": str(run)}},
+        callbacks=[
+            {
+                "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                "init_args": {"dirpath": str(run / "checkpoints"), "save_last": True, "every_n_train_steps": 100},
+            },
+            {"class_path": "lightning.pytorch.callbacks.TQDMProgressBar", "init_args": {"refresh_rate": 50}},
+        ],
+    )
+    values["model"]["init_args"].update(stage.overrides)
+    if stage.semantic is not None:
+        values["model"]["init_args"]["semantic_checkpoint"] = str(root / f"seed{seed}" / stage.semantic / "final.ckpt")
+    values["data"]["init_args"].update(seed=seed, cache_dir=CACHE)
+    run.mkdir(parents=True, exist_ok=True)
+    path = run / "config.yaml"
+    path.write_text(yaml.safe_dump(values, sort_keys=False))
+    return path, run
+
+
+def fit(stage: Stage, name: str, seed: int, steps: int, root: Path) -> float:
+    """Train one stage to its final checkpoint, resuming; returns the seconds it took (0 when done)."""
+    config, run = stage_config(stage, name, seed, steps, root)
+    final, last = run / "final.ckpt", run / "checkpoints" / "last.ckpt"
+    if final.exists():
+        return 0.0
+    command = [sys.executable, "-m", "dcm_lightning", "fit", "--config", str(config)]
+    if last.exists():
+        command += ["--ckpt_path", str(last)]
+    print(f"[table] seed {seed} {name}: {stage.units * steps} steps", flush=True)
+    start = time.perf_counter()
+    subprocess.run(command, cwd=REPO, check=True)
+    last.replace(final)
+    return time.perf_counter() - start
+
+
+def evaluate(models: list[dict], root: Path, out: Path) -> dict:
+    """One MiniBench `validate` (configs/eval_tiny.yaml's suite: 64 held-out prompts × 2 seeds)."""
+    values = yaml.safe_load((REPO / "configs" / "eval_tiny.yaml").read_text())
+    values["trainer"]["logger"] = False
+    values["model"]["init_args"].update(models=models, out_dir=str(out), latency_repeats=1, latency_warmup=1)
+    path = root / "eval.yaml"
+    path.write_text(yaml.safe_dump(values, sort_keys=False))
+    subprocess.run([sys.executable, "-m", "dcm_lightning", "validate", "--config", str(path)], cwd=REPO, check=True)
+    return json.loads((out / "results.json").read_text())
+
+
+def aggregate(results: dict, labels: list[str], seeds: list[int]) -> dict:
+    """Per row: every MiniBench score as mean ± sample std over seeds, each seed's scores, and the
+    mean PSNR against teacher-50 and seconds per video."""
+    rows = {}
+    for label in labels:
+        per_seed = [results["rows"][f"{label}/seed{seed}"] for seed in seeds]
+        summary = {}
+        for key in per_seed[0]["minibench"]:
+            scores = [r["minibench"][key] for r in per_seed]
+            spread = statistics.stdev(scores) if len(scores) > 1 else 0.0
+            summary[key] = {"mean": statistics.mean(scores), "std": spread}
+        summary["psnr_vs_teacher"] = statistics.mean(r["psnr"] for r in per_seed)
+        summary["seconds_per_video"] = statistics.mean(r["seconds_per_video"] for r in per_seed)
+        rows[label] = {"seeds": {str(s): r["minibench"] for s, r in zip(seeds, per_seed, strict=True)}, **summary}
+    return rows
+
+
+def markdown(rows: dict, teacher: dict, paper: dict, latency: bool = False) -> str:
+    """Our mean ± std next to the paper's VBench numbers (and, with ``latency``, seconds per video)."""
+    extra = " seconds/video |" if latency else ""
+    lines = [
+        f"| row | MiniBench Total | Quality | Semantic |{extra} paper VBench Total | Quality | Semantic |",
+        "|---|---|---|---|" + ("---|" if latency else "") + "---|---|---|",
+    ]
+    keys = ("total", "quality", "semantic")
+    for label, row in rows.items():
+        ours = " | ".join(f"{row[k]['mean']:.4f} ± {row[k]['std']:.4f}" for k in keys)
+        seconds = f" {row['seconds_per_video']:.4f} |" if latency else ""
+        theirs = " | ".join("—" if v is None else f"{v:.2f}" for v in paper.get(label, (None, None, None)))
+        lines.append(f"| {label} | {ours} |{seconds} {theirs} |")
+    t = teacher["minibench"]
+    seconds = f" {teacher['seconds_per_video']:.4f} |" if latency else ""
+    theirs = " | ".join("" if v is None else f"{v:.2f}" for v in paper.get("teacher-50", (83.87, None, None)))
+    lines.append(f"| teacher-50 | {t['total']:.4f} | {t['quality']:.4f} | {t['semantic']:.4f} |{seconds} {theirs} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(rows: dict, results: dict, paper: dict, settings: dict, out: Path, latency: bool = False) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    teacher = results["rows"]["teacher-50"]
+    record = {"settings": settings, "teacher_50": teacher["minibench"], "rows": rows, "paper_vbench": paper}
+    (out / "results.json").write_text(json.dumps(record, indent=1) + "\n")
+    table = markdown(rows, teacher, paper, latency)
+    (out / "results.md").write_text(table)
+    print(table)
+    plot(rows, teacher["minibench"], out / "results.png")
+
+
+def plot(rows: dict, teacher: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, axes = plt.subplots(1, 3, figsize=(11, 3.4), constrained_layout=True)
+    labels = list(rows)
+    for axis, key in zip(axes, ("total", "quality", "semantic"), strict=True):
+        means = [rows[r][key]["mean"] for r in labels]
+        stds = [rows[r][key]["std"] for r in labels]
+        axis.bar(range(len(labels)), means, yerr=stds, capsize=3, color="tab:blue")
+        axis.axhline(teacher[key], color="gray", linestyle="--", label="teacher-50")
+        axis.set_xticks(range(len(labels)), labels, rotation=30, fontsize=8)
+        axis.set_title(f"MiniBench {key} (mean ± std over seeds)", fontsize=9)
+        low = min(m - s for m, s in zip(means, stds, strict=True))
+        axis.set_ylim(max(0.0, low - 0.05), 1.0)
+        axis.legend(fontsize=7)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
