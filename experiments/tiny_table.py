@@ -4,6 +4,7 @@ MiniBench `validate` over every model; rows aggregated as mean ± sample std ove
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import subprocess
@@ -165,3 +166,41 @@ def plot(rows: dict, teacher: dict, path: Path) -> None:
         axis.legend(fontsize=7)
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def run_table(
+    script: str, description: str, stages: dict, rows: dict, paper: dict, out_dir: Path, latency: bool = False
+) -> None:
+    """The command line of a table script: train every stage for every seed (resuming, skipping what
+    is done), score ``rows`` (label: (stage, sampling steps)) and the 50-step teacher with MiniBench,
+    and write results.{json,md,png} to ``out_dir`` (or ``--out``)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--steps", type=int, default=250, help="S: steps of each semantic stage (default 250)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--root", default="runs/ablation", help="where the runs go (shared by the tables)")
+    parser.add_argument("--out", default=str(out_dir.relative_to(REPO)), help="where the result files go")
+    args = parser.parse_args()
+    root, out = REPO / args.root, REPO / args.out
+    start = time.perf_counter()
+    build_cache()
+    seconds = {}  # 0: the stage was already done (by an earlier run or the other table)
+    for seed in args.seeds:
+        for name, stage in stages.items():
+            seconds[f"seed{seed}/{name}"] = round(fit(stage, name, seed, args.steps, root), 1)
+    models = [{"label": "teacher-50", "checkpoint": None, "steps": 50}]
+    models += [
+        {"label": f"{row}/seed{seed}", "checkpoint": str(root / f"seed{seed}" / stage / "final.ckpt"), "steps": steps}
+        for row, (stage, steps) in rows.items()
+        for seed in args.seeds
+    ]
+    results = evaluate(models, root, root / f"eval_{out_dir.name}")
+    settings = {
+        "steps_S": args.steps,
+        "seeds": args.seeds,
+        "stage_seconds": seconds,
+        "wall_seconds": round(time.perf_counter() - start, 1),
+        "command": " ".join(["python", script, *sys.argv[1:]]),
+        "suite": results["suite"],
+        "machine": results.get("machine"),
+    }
+    write_report(aggregate(results, list(rows), args.seeds), results, paper, settings, out, latency)

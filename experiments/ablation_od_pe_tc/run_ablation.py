@@ -20,13 +20,11 @@ into experiments/ablation_od_pe_tc/results.{json,md} and results.png, next to th
 
 from __future__ import annotations
 
-import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tiny_table import DCM_STAGES, REPO, Stage, aggregate, build_cache, evaluate, fit, write_report  # noqa: E402
+from tiny_table import DCM_STAGES, Stage, run_table  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 NO_GAN = {"adversarial_weight": 0.0, "feature_matching_weight": 0.0}
@@ -39,12 +37,12 @@ STAGES = {
     "dete_pe_tc": Stage("dete_tiny", NO_GAN, "seme_tc", 2),
     "dcm": DCM_STAGES["dcm"],
 }
-ROWS = {  # label: the stage whose student is scored
-    "VCM": "vcm",
-    "+OD": "dete_full",
-    "+OD+PE": "dete_pe",
-    "+OD+PE+TC": "dete_pe_tc",
-    "DCM": "dcm",
+ROWS = {  # label: the stage whose student is scored, with 4 sampling steps
+    "VCM": ("vcm", 4),
+    "+OD": ("dete_full", 4),
+    "+OD+PE": ("dete_pe", 4),
+    "+OD+PE+TC": ("dete_pe_tc", 4),
+    "DCM": ("dcm", 4),
 }
 PAPER = {  # VBench Total / Quality / Semantic (HunyuanVideo, the paper's ablation table)
     "VCM": (80.30, 80.74, 78.36),
@@ -54,39 +52,6 @@ PAPER = {  # VBench Total / Quality / Semantic (HunyuanVideo, the paper's ablati
     "DCM": (83.83, 85.12, 78.67),
 }
 
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description="The OD / PE / TC ablation on the tiny tier (see the docstring).")
-    parser.add_argument("--steps", type=int, default=250, help="S: steps of each semantic stage (default 250)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--root", default="runs/ablation", help="where the runs go")
-    parser.add_argument("--out", default=str(HERE.relative_to(REPO)), help="where the result files go")
-    args = parser.parse_args()
-    root, out = REPO / args.root, REPO / args.out
-    start = time.perf_counter()
-    build_cache()
-    seconds = {}
-    for seed in args.seeds:
-        for name, stage in STAGES.items():
-            seconds[f"seed{seed}/{name}"] = round(fit(stage, name, seed, args.steps, root), 1)
-    models = [{"label": "teacher-50", "checkpoint": None, "steps": 50}]
-    models += [
-        {"label": f"{row}/seed{seed}", "checkpoint": str(root / f"seed{seed}" / stage / "final.ckpt"), "steps": 4}
-        for row, stage in ROWS.items()
-        for seed in args.seeds
-    ]
-    results = evaluate(models, root, root / "eval")
-    settings = {
-        "steps_S": args.steps,
-        "seeds": args.seeds,
-        "stage_seconds": seconds,
-        "wall_seconds": round(time.perf_counter() - start, 1),
-        "command": " ".join(["python", "experiments/ablation_od_pe_tc/run_ablation.py", *sys.argv[1:]]),
-        "suite": results["suite"],
-        "machine": results.get("machine"),
-    }
-    write_report(aggregate(results, list(ROWS), args.seeds), results, PAPER, settings, out)
-
-
 if __name__ == "__main__":
-    main()
+    script = "experiments/ablation_od_pe_tc/run_ablation.py"
+    run_table(script, "The OD / PE / TC ablation on the tiny tier.", STAGES, ROWS, PAPER, HERE)

@@ -14,13 +14,11 @@ Writes experiments/compare/results.{json,md} and results.png, next to the paper'
 
 from __future__ import annotations
 
-import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tiny_table import DCM_STAGES, REPO, Stage, aggregate, build_cache, evaluate, fit, write_report  # noqa: E402
+from tiny_table import DCM_STAGES, Stage, run_table  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 STAGES = {"lcm": Stage("lcm_tiny", {}, None, 2), "pcm": Stage("pcm_tiny", {}, None, 2), **DCM_STAGES}
@@ -33,39 +31,6 @@ PAPER = {  # VBench Total / Quality / Semantic (HunyuanVideo, the paper's main t
     "DCM-8": (83.86, 85.00, 79.32),
 }
 
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description="teacher-50 vs LCM-4, PCM-4, DCM-4, DCM-8 on the tiny tier.")
-    parser.add_argument("--steps", type=int, default=250, help="S: steps of each semantic stage (default 250)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--root", default="runs/ablation", help="where the runs go (shared with the ablation)")
-    parser.add_argument("--out", default=str(HERE.relative_to(REPO)), help="where the result files go")
-    args = parser.parse_args()
-    root, out = REPO / args.root, REPO / args.out
-    start = time.perf_counter()
-    build_cache()
-    seconds = {}
-    for seed in args.seeds:
-        for name, stage in STAGES.items():
-            seconds[f"seed{seed}/{name}"] = round(fit(stage, name, seed, args.steps, root), 1)
-    models = [{"label": "teacher-50", "checkpoint": None, "steps": 50}]
-    models += [
-        {"label": f"{row}/seed{seed}", "checkpoint": str(root / f"seed{seed}" / stage / "final.ckpt"), "steps": steps}
-        for row, (stage, steps) in ROWS.items()
-        for seed in args.seeds
-    ]
-    results = evaluate(models, root, root / "eval_compare")
-    settings = {
-        "steps_S": args.steps,
-        "seeds": args.seeds,
-        "stage_seconds": seconds,
-        "wall_seconds": round(time.perf_counter() - start, 1),
-        "command": " ".join(["python", "experiments/compare/run_compare.py", *sys.argv[1:]]),
-        "suite": results["suite"],
-        "machine": results.get("machine"),
-    }
-    write_report(aggregate(results, list(ROWS), args.seeds), results, PAPER, settings, out, latency=True)
-
-
 if __name__ == "__main__":
-    main()
+    description = "teacher-50 vs LCM-4, PCM-4, DCM-4, DCM-8 on the tiny tier."
+    run_table("experiments/compare/run_compare.py", description, STAGES, ROWS, PAPER, HERE, latency=True)
