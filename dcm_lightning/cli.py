@@ -92,8 +92,13 @@ class DCMLightningCLI(LightningCLI):
 
 
 # Warnings that say nothing to a user of this package: the frozen teacher is in eval mode on purpose,
-# and the pytree deprecation comes from inside Lightning.
-QUIET_WARNINGS = (r"Found \d+ module\(s\) in eval mode", r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+# the pytree deprecation comes from inside Lightning.
+QUIET_WARNINGS = (
+    r"Found \d+ module\(s\) in eval mode",
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    # The detail expert checkpoints after its G and D steps on purpose (resume continues from there).
+    r"Using ModelCheckpoint with manual optimization and every_n_train_steps",
+)
 
 
 def _user_error(error: BaseException | None) -> UserError | None:
