@@ -18,7 +18,9 @@ VAE_TIME, VAE_SPACE = 4, 8  # HunyuanVideo's and Wan's causal video VAEs: 4× in
 
 class DiffusersNetwork(nn.Module):
     """Base of the wrappers that give a diffusers transformer this package's network call
-    ``(x, timestep, text…, feature_blocks=()) → v [, features]``."""
+    ``(x, timestep, text…, feature_blocks=()) → v [, features]``. Each wrapper names the transformer's
+    blocks in order as ``blocks``: the FSDP2 and activation-checkpointing units, and the
+    discriminator's feature layers."""
 
     def __init__(self, transformer: nn.Module) -> None:
         super().__init__()
@@ -27,12 +29,6 @@ class DiffusersNetwork(nn.Module):
     @property
     def config(self):
         return self.transformer.config
-
-    @property
-    def blocks(self) -> nn.ModuleList:
-        """Every transformer block in order: the FSDP2 and activation-checkpointing units, and the
-        discriminator's feature layers."""
-        raise NotImplementedError
 
     def enable_activation_checkpointing(self) -> None:
         """diffusers' per-block checkpointing (non-reentrant; block hooks fire again in backward)."""
