@@ -8,7 +8,7 @@ TEACHER_STAGE2 := runs/teacher_tiny_stage2
 TEACHER_OUT := dcm_lightning/teachers/weights/tiny_teacher
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-slow lint demo teacher-tiny teacher-eval cache-tiny seme-tiny lcm-tiny pcm-tiny dete-tiny dete-full-tiny eval-tiny ablation-od-pe-tc compare boundary-tiny tensorboard clean
+.PHONY: help install test test-slow lint demo teacher-tiny teacher-eval cache-tiny seme-tiny lcm-tiny pcm-tiny dete-tiny dete-full-tiny eval-tiny ablation-od-pe-tc compare boundary-tiny kappa-tiny psi-tiny tensorboard clean
 
 # fit a distillation config, resuming its run when a last.ckpt exists: $(call distill,<config name>)
 distill = $(PY) -m dcm_lightning fit --config configs/$(1).yaml \
@@ -81,6 +81,12 @@ compare: install ## teacher-50 vs LCM-4, PCM-4, DCM-4, DCM-8 x 3 seeds -> experi
 boundary-tiny: install ## suggest κ from the tiny teacher's cached trajectories -> experiments/boundary/
 	$(PY) -m dcm_lightning cache --config configs/seme_tiny.yaml
 	$(PY) -m dcm_lightning analyze boundary --cache runs/cache/tiny_teacher --out experiments/boundary
+
+kappa-tiny: install ## DCM at the κ `analyze boundary` suggests vs the default 37, x 3 seeds -> experiments/kappa/
+	$(PY) experiments/kappa/run_kappa.py
+
+psi-tiny: install ## which Ψ the LoRA detail expert needs (consistency only, and in DCM), x 3 seeds -> experiments/psi/
+	$(PY) experiments/psi/run_psi.py
 
 tensorboard: install ## serve the TensorBoard logs under runs/
 	$(VENV)/bin/tensorboard --logdir runs

@@ -1,6 +1,7 @@
-"""What the tiny-tier tables share (experiments/ablation_od_pe_tc, experiments/compare): stages that are
-the user's own `fit` on configs written from the shipped ones, resumable and skipped once done; one
-MiniBench `validate` over every model; rows aggregated as mean ± sample std over seeds; a plot."""
+"""What the tiny-tier tables share (experiments/ablation_od_pe_tc, compare, kappa, psi): stages that
+are the user's own `fit` on configs written from the shipped ones, resumable and skipped once done;
+one MiniBench `validate` over every model; rows aggregated as mean ± sample std over seeds; a plot.
+`python experiments/tiny_table.py FOLDER…` redraws a table's results.png from its results.json."""
 
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ class Stage:
     semantic: str | None
     units: int
 
+
+# A detail expert trained on the consistency loss alone (the ablation's rows before GAN/FM).
+NO_GAN = {"adversarial_weight": 0.0, "feature_matching_weight": 0.0}
 
 # The full DCM pipeline of the tables (shared run folders: the comparison reuses the ablation's runs).
 DCM_STAGES = {
@@ -90,7 +94,7 @@ def fit(stage: Stage, name: str, seed: int, steps: int, root: Path) -> float:
 def evaluate(models: list[dict], root: Path, out: Path) -> dict:
     """One MiniBench `validate` (configs/eval_tiny.yaml's suite: 64 held-out prompts × 2 seeds)."""
     values = yaml.safe_load((REPO / "configs" / "eval_tiny.yaml").read_text())
-    values["trainer"]["logger"] = False
+    values["trainer"].update(logger=False, default_root_dir=str(out))  # Lightning saves config.yaml there
     values["model"]["init_args"].update(models=models, out_dir=str(out), latency_repeats=1, latency_warmup=1)
     path = root / "eval.yaml"
     path.write_text(yaml.safe_dump(values, sort_keys=False))
@@ -116,29 +120,39 @@ def aggregate(results: dict, labels: list[str], seeds: list[int]) -> dict:
 
 
 def markdown(rows: dict, teacher: dict, paper: dict, latency: bool = False) -> str:
-    """Our mean ± std next to the paper's VBench numbers (and, with ``latency``, seconds per video)."""
+    """Our mean ± std next to the paper's VBench numbers when ``paper`` has any (and, with
+    ``latency``, seconds per video)."""
     extra = " seconds/video |" if latency else ""
+    theirs_header = " paper VBench Total | Quality | Semantic |" if paper else ""
     lines = [
-        f"| row | MiniBench Total | Quality | Semantic |{extra} paper VBench Total | Quality | Semantic |",
-        "|---|---|---|---|" + ("---|" if latency else "") + "---|---|---|",
+        f"| row | MiniBench Total | Quality | Semantic |{extra}{theirs_header}",
+        "|---|---|---|---|" + ("---|" if latency else "") + ("---|---|---|" if paper else ""),
     ]
     keys = ("total", "quality", "semantic")
     for label, row in rows.items():
         ours = " | ".join(f"{row[k]['mean']:.4f} ± {row[k]['std']:.4f}" for k in keys)
         seconds = f" {row['seconds_per_video']:.4f} |" if latency else ""
-        theirs = " | ".join("—" if v is None else f"{v:.2f}" for v in paper.get(label, (None, None, None)))
-        lines.append(f"| {label} | {ours} |{seconds} {theirs} |")
+        values = paper.get(label, (None, None, None))
+        theirs = " " + " | ".join("—" if v is None else f"{v:.2f}" for v in values) + " |" if paper else ""
+        lines.append(f"| {label} | {ours} |{seconds}{theirs}")
     t = teacher["minibench"]
     seconds = f" {teacher['seconds_per_video']:.4f} |" if latency else ""
-    theirs = " | ".join("" if v is None else f"{v:.2f}" for v in paper.get("teacher-50", (83.87, None, None)))
-    lines.append(f"| teacher-50 | {t['total']:.4f} | {t['quality']:.4f} | {t['semantic']:.4f} |{seconds} {theirs} |")
+    values = paper.get("teacher-50", (83.87, None, None))
+    theirs = " " + " | ".join("" if v is None else f"{v:.2f}" for v in values) + " |" if paper else ""
+    lines.append(f"| teacher-50 | {t['total']:.4f} | {t['quality']:.4f} | {t['semantic']:.4f} |{seconds}{theirs}")
     return "\n".join(lines) + "\n"
 
 
 def write_report(rows: dict, results: dict, paper: dict, settings: dict, out: Path, latency: bool = False) -> None:
     out.mkdir(parents=True, exist_ok=True)
     teacher = results["rows"]["teacher-50"]
-    record = {"settings": settings, "teacher_50": teacher["minibench"], "rows": rows, "paper_vbench": paper}
+    record = {
+        "settings": settings,
+        "teacher_50": teacher["minibench"],
+        "teacher_50_seconds_per_video": teacher["seconds_per_video"],
+        "rows": rows,
+        "paper_vbench": paper,
+    }
     (out / "results.json").write_text(json.dumps(record, indent=1) + "\n")
     table = markdown(rows, teacher, paper, latency)
     (out / "results.md").write_text(table)
@@ -152,14 +166,15 @@ def plot(rows: dict, teacher: dict, path: Path) -> None:
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    figure, axes = plt.subplots(1, 3, figsize=(11, 3.4), constrained_layout=True)
+    width = max(11.0, 1.3 * len(rows) + 4.0)  # room for the row labels
+    figure, axes = plt.subplots(1, 3, figsize=(width, 3.8), constrained_layout=True)
     labels = list(rows)
     for axis, key in zip(axes, ("total", "quality", "semantic"), strict=True):
         means = [rows[r][key]["mean"] for r in labels]
         stds = [rows[r][key]["std"] for r in labels]
         axis.bar(range(len(labels)), means, yerr=stds, capsize=3, color="tab:blue")
         axis.axhline(teacher[key], color="gray", linestyle="--", label="teacher-50")
-        axis.set_xticks(range(len(labels)), labels, rotation=30, fontsize=8)
+        axis.set_xticks(range(len(labels)), labels, rotation=35, ha="right", rotation_mode="anchor", fontsize=8)
         axis.set_title(f"MiniBench {key} (mean ± std over seeds)", fontsize=9)
         low = min(m - s for m, s in zip(means, stds, strict=True))
         axis.set_ylim(max(0.0, low - 0.05), 1.0)
@@ -168,18 +183,32 @@ def plot(rows: dict, teacher: dict, path: Path) -> None:
     plt.close(figure)
 
 
-def run_table(
-    script: str, description: str, stages: dict, rows: dict, paper: dict, out_dir: Path, latency: bool = False
-) -> None:
-    """The command line of a table script: train every stage for every seed (resuming, skipping what
-    is done), score ``rows`` (label: (stage, sampling steps)) and the 50-step teacher with MiniBench,
-    and write results.{json,md,png} to ``out_dir`` (or ``--out``)."""
+def table_parser(description: str, out_dir: Path) -> argparse.ArgumentParser:
+    """The options every table script has (a script may add its own before parsing)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--steps", type=int, default=250, help="S: steps of each semantic stage (default 250)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--root", default="runs/ablation", help="where the runs go (shared by the tables)")
     parser.add_argument("--out", default=str(out_dir.relative_to(REPO)), help="where the result files go")
-    args = parser.parse_args()
+    return parser
+
+
+def run_table(
+    script: str,
+    description: str,
+    stages: dict,
+    rows: dict,
+    paper: dict,
+    out_dir: Path,
+    latency: bool = False,
+    args: argparse.Namespace | None = None,
+) -> None:
+    """The command line of a table script: train every stage for every seed (resuming, skipping what
+    is done), score ``rows`` (label: (stage, sampling steps)) and the 50-step teacher with MiniBench,
+    and write results.{json,md,png} to ``out_dir`` (or ``--out``). ``args``: already parsed options
+    (from ``table_parser``), else they are read from the command line."""
+    if args is None:
+        args = table_parser(description, out_dir).parse_args()
     root, out = REPO / args.root, REPO / args.out
     start = time.perf_counter()
     build_cache()
@@ -204,3 +233,12 @@ def run_table(
         "machine": results.get("machine"),
     }
     write_report(aggregate(results, list(rows), args.seeds), results, paper, settings, out, latency)
+
+
+if __name__ == "__main__":  # redraw a table's results.png from its results.json
+    parser = argparse.ArgumentParser(description="Redraw results.png of table folders from their results.json.")
+    parser.add_argument("folders", nargs="+", help="e.g. experiments/kappa")
+    for folder in map(Path, parser.parse_args().folders):
+        record = json.loads((folder / "results.json").read_text())
+        plot(record["rows"], record["teacher_50"], folder / "results.png")
+        print(f"wrote {folder / 'results.png'}")

@@ -1,6 +1,7 @@
 """FSDP2 on 2 CPU processes (gloo) under ModelParallelStrategy: `fit` on a tiny random HunyuanVideo
 teacher runs SemE and DetE steps, writes sharded checkpoints, resumes from them, matches a single
-process on the same global batch, and exports from a sharded checkpoint."""
+process on the same global batch, and exports from a sharded checkpoint. Also one DDP run, for the
+per-noise-level probe under DDP."""
 
 from __future__ import annotations
 
@@ -58,11 +59,13 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 300) -> None:
     assert process.returncode == 0, output[-3000:]
 
 
-def config(tmp_path: Path, stage: str, devices: int, max_steps: int, batch_size: int = 2, **model) -> Path:
+def config(
+    tmp_path: Path, stage: str, devices: int, max_steps: int, batch_size: int = 2, strategy=SHARDED, **model
+) -> Path:
     path = real_config(tmp_path, stage, FAMILY, max_steps, learning_rate=1e-3, **model)
     values = yaml.safe_load(path.read_text())
     if devices == 2:
-        values["trainer"].update(devices=2, strategy=SHARDED)
+        values["trainer"].update(devices=2, strategy=strategy)
     values["trainer"]["callbacks"][0]["init_args"]["save_last"] = True
     values["trainer"]["callbacks"].append(PROBE)
     values["trainer"]["logger"] = {
@@ -91,6 +94,9 @@ def runs(tmp_path_factory):
     run_cli(["fit", "--config", str(resumed), "--ckpt_path", str(semantic / "last.ckpt")], root)
     run_cli(["fit", "--config", str(paths["straight"])], root)
     run_cli(["fit", "--config", str(paths["single"])], root)
+    write_latents(FAMILY, root / "ddp" / "latents")
+    ddp = config(root / "ddp", "seme", 2, 1, 2, strategy="ddp", teacher=teacher, boundary_index=5)
+    run_cli(["fit", "--config", str(ddp)], root)
     dete = config(
         root / "sharded",
         "dete",
@@ -147,6 +153,16 @@ def test_the_per_noise_level_gradient_norms_are_the_same_sharded_and_unsharded(r
     assert len(single) == 4 and sharded.keys() == single.keys()  # loss and grad norm at 2 indices
     for key, value in single.items():
         assert sharded[key] == pytest.approx(value, rel=1e-4), key
+
+
+def test_the_per_noise_level_gradient_norms_are_the_same_under_ddp(runs):
+    """Under DDP each rank runs the probe's backward without gradient sync; on the same probe and
+    weights, 2 ranks report what one process does."""
+    root, _ = runs
+    ddp, single = _probe_metrics(root / "ddp" / "seme"), _probe_metrics(root / "single" / "seme")
+    assert len(single) == 4 and ddp.keys() == single.keys()
+    for key, value in single.items():
+        assert ddp[key] == pytest.approx(value, rel=1e-4), key
 
 
 def test_a_resumed_sharded_run_continues_exactly_where_it_stopped(runs):

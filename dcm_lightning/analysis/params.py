@@ -35,34 +35,56 @@ def module_kind(name: str) -> str:
     return "other"
 
 
-def relative_difference_by_kind(a: dict[str, Tensor], b: dict[str, Tensor]) -> dict[str, dict[str, float]]:
-    """Per module kind: ‖θ_B − θ_A‖ / ‖θ_A‖ over all its parameters together, the parameter count,
-    and the mean over its tensors of each tensor's own relative difference."""
+def squared_differences(a: dict[str, Tensor], b: dict[str, Tensor]) -> dict[str, tuple[float, float, int]]:
+    """Per parameter (sorted by name): (‖θ_B − θ_A‖², ‖θ_A‖², size), in float64; A and B must hold the
+    same parameters with the same shapes."""
     if a.keys() != b.keys():
         only = sorted(a.keys() ^ b.keys())[:3]
         raise UserError(
             f"the two networks have different parameters (e.g. {only}); compare networks of one architecture."
         )
-    sums: dict[str, dict[str, float]] = {}
+    out = {}
     for name in sorted(a):
         x, y = a[name].double(), b[name].double()
         if x.shape != y.shape:
             raise UserError(f"parameter {name} has shape {tuple(x.shape)} in A but {tuple(y.shape)} in B.")
+        out[name] = (float((y - x).square().sum()), float(x.square().sum()), x.numel())
+    return out
+
+
+def _ratio(diff2: float, base2: float) -> float:
+    return (diff2 / base2) ** 0.5 if base2 > 0 else 0.0
+
+
+def relative_difference_by_kind(a: dict[str, Tensor], b: dict[str, Tensor]) -> dict[str, dict[str, float]]:
+    """Per module kind: ‖θ_B − θ_A‖ / ‖θ_A‖ over all its parameters together, the parameter count,
+    and the mean over its tensors of each tensor's own relative difference."""
+    sums: dict[str, dict[str, float]] = {}
+    for name, (diff2, base2, size) in squared_differences(a, b).items():
         kind = sums.setdefault(module_kind(name), {"diff2": 0.0, "base2": 0.0, "count": 0, "tensors": 0, "rel": 0.0})
-        diff2, base2 = float((y - x).square().sum()), float(x.square().sum())
         kind["diff2"] += diff2
         kind["base2"] += base2
-        kind["count"] += x.numel()
+        kind["count"] += size
         kind["tensors"] += 1
-        kind["rel"] += (diff2 / base2) ** 0.5 if base2 > 0 else 0.0
+        kind["rel"] += _ratio(diff2, base2)
     return {
         kind: {
-            "relative_difference": (v["diff2"] / v["base2"]) ** 0.5 if v["base2"] > 0 else 0.0,
+            "relative_difference": _ratio(v["diff2"], v["base2"]),
             "mean_tensor_relative_difference": v["rel"] / v["tensors"],
             "parameters": int(v["count"]),
         }
         for kind, v in sorted(sums.items(), key=lambda item: KIND_NAMES.index(item[0]))
     }
+
+
+def largest_tensor_differences(a: dict[str, Tensor], b: dict[str, Tensor], top: int) -> list[dict]:
+    """The ``top`` parameters whose ‖θ_B − θ_A‖ / ‖θ_A‖ is largest (name, kind, that ratio, size), to
+    see which module inside a kind moved."""
+    rows = [
+        {"name": name, "kind": module_kind(name), "relative_difference": _ratio(diff2, base2), "size": size}
+        for name, (diff2, base2, size) in squared_differences(a, b).items()
+    ]
+    return sorted(rows, key=lambda row: -row["relative_difference"])[:top]
 
 
 def network_weights(path: str | Path) -> dict[str, Tensor]:

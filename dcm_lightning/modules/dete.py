@@ -40,6 +40,9 @@ class DetEModule(ConsistencyDistillationModule):
             ablation's "+OD" row).
         lora_rank, lora_alpha, lora_targets: the adapters (targets None: the teacher adapter's; official
             DCM: r 128, α 256 on to_q, to_k, to_v, to_out.0).
+        psi_modules: the timestep-dependent modules Ψ the detail expert re-learns as trainable copies
+            (None: the teacher adapter's, e.g. the tiny teacher's embedders, output modulation and
+            output layers; []: adapters only; experiments/psi/README.md compares choices).
         feature_every: k — the discriminator reads every k-th teacher block (official 2).
         adversarial_loss: the generator's GAN term, "hinge" or "non_saturating".
         adversarial_weight: λ_adv (official 0.1·5 = 0.5).
@@ -61,6 +64,7 @@ class DetEModule(ConsistencyDistillationModule):
         lora_rank: int = 16,
         lora_alpha: float = 32.0,
         lora_targets: Sequence[str] | None = None,
+        psi_modules: Sequence[str] | None = None,
         feature_every: int = 2,
         adversarial_loss: Literal["hinge", "non_saturating"] = "hinge",
         adversarial_weight: float = 0.5,
@@ -105,7 +109,7 @@ class DetEModule(ConsistencyDistillationModule):
         sigma_b = self.sigma(torch.tensor(self.boundary_index)).cpu()
         student.network = DualExpertNetwork(
             student.network,
-            self.teacher.psi_modules,
+            list(self.teacher.psi_modules if self.hparams.psi_modules is None else self.hparams.psi_modules),
             lora_rank=self.hparams.lora_rank,
             lora_alpha=self.hparams.lora_alpha,
             lora_targets=list(self.hparams.lora_targets or self.teacher.lora_targets),

@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     params.add_argument("a", help="the reference network A")
     params.add_argument("b", help="the network B compared with A")
     params.add_argument("--out", required=True, help="output folder (created)")
+    params.add_argument(
+        "--top", type=int, default=10, help="also list the TOP single parameters that moved most (default 10)"
+    )
     boundary = commands.add_parser(
         "boundary",
         help="suggest κ from a teacher's cached trajectories",
@@ -66,17 +69,24 @@ def main(argv: Sequence[str]) -> None:
 
 
 def _params(args, out: Path) -> None:
-    from dcm_lightning.analysis.params import network_weights, relative_difference_by_kind
+    from dcm_lightning.analysis.params import largest_tensor_differences, network_weights, relative_difference_by_kind
 
-    table = relative_difference_by_kind(network_weights(args.a), network_weights(args.b))
+    a, b = network_weights(args.a), network_weights(args.b)
+    table = relative_difference_by_kind(a, b)
+    largest = largest_tensor_differences(a, b, args.top)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "params.json").write_text(json.dumps({"a": args.a, "b": args.b, "kinds": table}, indent=1) + "\n")
+    record = {"a": args.a, "b": args.b, "kinds": table, "largest_tensors": largest}
+    (out / "params.json").write_text(json.dumps(record, indent=1) + "\n")
     print(f"{'module kind':<32} {'‖ΔΘ‖/‖Θ_A‖':>12} {'mean per tensor':>16} {'parameters':>12}")
     for kind, row in table.items():
         print(
             f"{kind:<32} {row['relative_difference']:>12.4g} "
             f"{row['mean_tensor_relative_difference']:>16.4g} {row['parameters']:>12,}"
         )
+    if largest:
+        print(f"\nthe {len(largest)} parameters that moved most")
+        for row in largest:
+            print(f"{row['name']:<52} {row['kind']:<30} {row['relative_difference']:>10.4g} {row['size']:>10,}")
     _save(_bars(table, args.a, args.b), out / "params.png")
     print(f"wrote {out}/params.json and {out}/params.png")
 

@@ -24,10 +24,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tiny_table import DCM_STAGES, Stage, run_table  # noqa: E402
+from tiny_table import DCM_STAGES, NO_GAN, Stage, run_table  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-NO_GAN = {"adversarial_weight": 0.0, "feature_matching_weight": 0.0}
 STAGES = {
     "vcm": Stage("vcm_tiny", {}, None, 2),
     "seme_notc": Stage("seme_tiny", {"tc_weight": 0.0}, None, 1),

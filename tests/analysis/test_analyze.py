@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dcm_lightning.analysis.boundary import BoundaryCurves, clean_estimate, suggest_boundary
-from dcm_lightning.analysis.params import module_kind, relative_difference_by_kind
+from dcm_lightning.analysis.params import largest_tensor_differences, module_kind, relative_difference_by_kind
 from dcm_lightning.checkpoints import load_teacher
 from dcm_lightning.cli import main
 from dcm_lightning.data.trajectory_datamodule import TrajectoryDataModule
@@ -50,6 +50,15 @@ def test_only_the_changed_kind_shows_a_difference():
         relative_difference_by_kind(a, {"x": torch.ones(1)})
 
 
+def test_the_largest_differences_name_the_tensors_that_moved_most():
+    a = {"x.w": torch.ones(4), "y.to_q.weight": torch.ones(2, 2), "z.w": torch.ones(3)}
+    b = {"x.w": torch.full((4,), 1.1), "y.to_q.weight": torch.full((2, 2), 2.0), "z.w": torch.ones(3)}
+    top = largest_tensor_differences(a, b, top=2)
+    assert [row["name"] for row in top] == ["y.to_q.weight", "x.w"]
+    assert top[0]["relative_difference"] == pytest.approx(1.0) and top[0]["kind"] == "attention linears"
+    assert top[1]["relative_difference"] == pytest.approx(0.1) and top[1]["size"] == 4
+
+
 def test_the_suggested_boundary_is_where_agreement_holds_down_to_the_clean_end():
     indices = list(range(9, -1, -1))
     agreement = [0.1, 0.3, 0.6, 0.95, 0.92, 0.97, 0.93, 0.99, 1.0, 1.0]  # index 9 … 0
@@ -60,8 +69,9 @@ def test_the_suggested_boundary_is_where_agreement_holds_down_to_the_clean_end()
 
 def test_analyze_params_and_boundary_from_the_command_line(tmp_path, capsys):
     a, b = save_random_teacher(tmp_path / "a", seed=0), save_random_teacher(tmp_path / "b", seed=1)
-    main(["analyze", "params", str(a), str(b), "--out", str(tmp_path / "params")])
+    main(["analyze", "params", str(a), str(b), "--out", str(tmp_path / "params"), "--top", "3"])
     record = json.loads((tmp_path / "params" / "params.json").read_text())
+    assert len(record["largest_tensors"]) == 3
     assert set(record["kinds"]) == {"timestep/condition embeddings", "attention linears", "FFN", "norms", "other"}
     assert (tmp_path / "params" / "params.png").stat().st_size > 0
 

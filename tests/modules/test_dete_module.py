@@ -73,6 +73,22 @@ def test_without_gan_weights_a_dete_step_is_consistency_only(chained):
     assert any(not torch.equal(v, after[k]) for k, v in detail.items())
 
 
+def test_psi_modules_choose_what_the_detail_expert_copies(chained):
+    """Ψ is the teacher adapter's unless the config names other modules; only those are copied and
+    trained next to the adapters."""
+    _, semantic = chained
+    default = DetEModule(semantic_checkpoint=str(semantic), lora_rank=4)
+    chosen = DetEModule(semantic_checkpoint=str(semantic), lora_rank=4, psi_modules=["time_embedder"])
+    assert default.student.network.settings["psi"] == list(default.teacher.psi_modules)
+    assert chosen.student.network.settings["psi"] == ["time_embedder"]
+    copied = {name.split(".")[1] for name in chosen.student.network.trainable_names() if name.startswith("psi.")}
+    assert copied == {"time_embedder"}
+    adapters_only = DetEModule(semantic_checkpoint=str(semantic), lora_rank=4, psi_modules=[])
+    assert all("lora_" in name for name in adapters_only.student.network.trainable_names())
+    with pytest.raises(UserError, match="neither modules nor parameters"):
+        DetEModule(semantic_checkpoint=str(semantic), psi_modules=["no_such_layer"])
+
+
 def test_the_ema_student_can_be_the_discriminators_real(chained):
     root, semantic = chained
     with pytest.raises(UserError, match="needs target_network: ema"):
