@@ -59,8 +59,13 @@ def _ratio(diff2: float, base2: float) -> float:
 def relative_difference_by_kind(a: dict[str, Tensor], b: dict[str, Tensor]) -> dict[str, dict[str, float]]:
     """Per module kind: ‖θ_B − θ_A‖ / ‖θ_A‖ over all its parameters together, the parameter count,
     and the mean over its tensors of each tensor's own relative difference."""
+    return difference_by_kind(squared_differences(a, b))
+
+
+def difference_by_kind(differences: dict[str, tuple[float, float, int]]) -> dict[str, dict[str, float]]:
+    """``relative_difference_by_kind`` from already computed ``squared_differences``."""
     sums: dict[str, dict[str, float]] = {}
-    for name, (diff2, base2, size) in squared_differences(a, b).items():
+    for name, (diff2, base2, size) in differences.items():
         kind = sums.setdefault(module_kind(name), {"diff2": 0.0, "base2": 0.0, "count": 0, "tensors": 0, "rel": 0.0})
         kind["diff2"] += diff2
         kind["base2"] += base2
@@ -80,9 +85,14 @@ def relative_difference_by_kind(a: dict[str, Tensor], b: dict[str, Tensor]) -> d
 def largest_tensor_differences(a: dict[str, Tensor], b: dict[str, Tensor], top: int) -> list[dict]:
     """The ``top`` parameters whose ‖θ_B − θ_A‖ / ‖θ_A‖ is largest (name, kind, that ratio, size), to
     see which module inside a kind moved."""
+    return largest_differences(squared_differences(a, b), top)
+
+
+def largest_differences(differences: dict[str, tuple[float, float, int]], top: int) -> list[dict]:
+    """``largest_tensor_differences`` from already computed ``squared_differences``."""
     rows = [
         {"name": name, "kind": module_kind(name), "relative_difference": _ratio(diff2, base2), "size": size}
-        for name, (diff2, base2, size) in squared_differences(a, b).items()
+        for name, (diff2, base2, size) in differences.items()
     ]
     return sorted(rows, key=lambda row: -row["relative_difference"])[:top]
 

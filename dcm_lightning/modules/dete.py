@@ -187,13 +187,8 @@ class DetEModule(ConsistencyDistillationModule):
             + self.hparams.adversarial_weight * adversarial
             + self.hparams.feature_matching_weight * matching
         )
-        optimizer_g.zero_grad()
-        self.manual_backward(generator_loss)
-        self.clip_gradients(optimizer_g, gradient_clip_val=self.hparams.generator_clip, gradient_clip_algorithm="norm")
-        optimizer_g.step()
+        self._generator_update(optimizer_g, generator_loss)
         self.untoggle_optimizer(optimizer_g)
-        if self.target_ema is not None:
-            self.target_ema.update(self.student)
 
         # Discriminator: hinge on the G step's features, detached — the teacher runs no second time.
         self.toggle_optimizer(optimizer_d)
@@ -213,8 +208,7 @@ class DetEModule(ConsistencyDistillationModule):
         real_mean = torch.cat([r.flatten() for r in real_logits]).detach()
         fake_mean = torch.cat([f.flatten() for f in fake_logits]).detach()
         accuracy = ((real_mean > 0).float().mean() + (fake_mean < 0).float().mean()) / 2
-        logs = {
-            **{f"train/{k}": v.detach() for k, v in step.losses.items() if k != "loss"},
+        gan_logs = {
             "train/adversarial": adversarial.detach(),
             "train/feature_matching": matching.detach(),
             "train/generator_loss": generator_loss.detach(),
@@ -223,21 +217,27 @@ class DetEModule(ConsistencyDistillationModule):
             "train/d_fake": fake_mean.mean(),
             "train/d_accuracy": accuracy,
         }
-        self.log_dict(logs, prog_bar=False, batch_size=len(batch["index"]))
-        self.log("train/loss", step.losses["loss"].detach(), prog_bar=True, batch_size=len(batch["index"]))
+        self._log_step(step, batch, gan_logs)
 
     def _consistency_only_step(self, step: ConsistencyStep, optimizer_g, optimizer_d, batch: dict) -> None:
-        optimizer_g.zero_grad()
-        self.manual_backward(step.losses["loss"])
-        self.clip_gradients(optimizer_g, gradient_clip_val=self.hparams.generator_clip, gradient_clip_algorithm="norm")
-        optimizer_g.step()
-        if self.target_ema is not None:
-            self.target_ema.update(self.student)
+        self._generator_update(optimizer_g, step.losses["loss"])
         # The discriminator has no gradient and stays as it is; its step keeps two optimizer steps per
         # batch, so step counts, checkpoints and the data stream mean the same with and without GAN.
         optimizer_d.zero_grad()
         optimizer_d.step()
-        logs = {f"train/{k}": v.detach() for k, v in step.losses.items() if k != "loss"}
+        self._log_step(step, batch, {})
+
+    def _generator_update(self, optimizer_g, loss: Tensor) -> None:
+        """One clipped step of the detail expert on ``loss``, then the EMA target follows."""
+        optimizer_g.zero_grad()
+        self.manual_backward(loss)
+        self.clip_gradients(optimizer_g, gradient_clip_val=self.hparams.generator_clip, gradient_clip_algorithm="norm")
+        optimizer_g.step()
+        if self.target_ema is not None:
+            self.target_ema.update(self.student)
+
+    def _log_step(self, step: ConsistencyStep, batch: dict, extra: dict[str, Tensor]) -> None:
+        logs = {**{f"train/{k}": v.detach() for k, v in step.losses.items() if k != "loss"}, **extra}
         self.log_dict(logs, prog_bar=False, batch_size=len(batch["index"]))
         self.log("train/loss", step.losses["loss"].detach(), prog_bar=True, batch_size=len(batch["index"]))
 

@@ -69,11 +69,15 @@ def main(argv: Sequence[str]) -> None:
 
 
 def _params(args, out: Path) -> None:
-    from dcm_lightning.analysis.params import largest_tensor_differences, network_weights, relative_difference_by_kind
+    from dcm_lightning.analysis.params import (
+        difference_by_kind,
+        largest_differences,
+        network_weights,
+        squared_differences,
+    )
 
-    a, b = network_weights(args.a), network_weights(args.b)
-    table = relative_difference_by_kind(a, b)
-    largest = largest_tensor_differences(a, b, args.top)
+    differences = squared_differences(network_weights(args.a), network_weights(args.b))  # one pass over both
+    table, largest = difference_by_kind(differences), largest_differences(differences, args.top)
     out.mkdir(parents=True, exist_ok=True)
     record = {"a": args.a, "b": args.b, "kinds": table, "largest_tensors": largest}
     (out / "params.json").write_text(json.dumps(record, indent=1) + "\n")
