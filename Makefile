@@ -3,15 +3,17 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
-TEACHER_RUN := runs/teacher_tiny
 TEACHER_STAGE2 := runs/teacher_tiny_stage2
 TEACHER_OUT := dcm_lightning/teachers/weights/tiny_teacher
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-slow lint demo teacher-tiny teacher-eval cache-tiny seme-tiny lcm-tiny pcm-tiny dete-tiny dete-full-tiny eval-tiny ablation-od-pe-tc compare boundary-tiny kappa-tiny psi-tiny tensorboard clean
+.PHONY: help install test test-slow lint demo teacher-tiny teacher-eval cache-tiny seme-tiny lcm-tiny pcm-tiny dete-tiny dete-full-tiny eval-tiny ablation-od-pe-tc compare boundary-tiny kappa-tiny psi-tiny figures tensorboard clean
 
-# fit a distillation config, resuming its run when a last.ckpt exists: $(call distill,<config name>)
-distill = $(PY) -m dcm_lightning fit --config configs/$(1).yaml \
+# the tiny tier's machine preset, laid under every tiny experiment file (configs/README.md)
+TINY := --config configs/presets/tiny_cpu.yaml
+
+# fit a tiny config, resuming its run when a last.ckpt exists: $(call distill,<config name>)
+distill = $(PY) -m dcm_lightning fit $(TINY) --config configs/$(1).yaml \
 	  $(if $(wildcard runs/$(1)/checkpoints/last.ckpt),--ckpt_path runs/$(1)/checkpoints/last.ckpt)
 
 help: ## list the targets
@@ -34,25 +36,23 @@ test-slow: install ## run only the slow tests
 	$(PY) -m pytest -q -m slow
 
 lint: install ## ruff: lint and format check
-	$(VENV)/bin/ruff check dcm_lightning tests
-	$(VENV)/bin/ruff format --check dcm_lightning tests
+	$(VENV)/bin/ruff check dcm_lightning tests experiments docs
+	$(VENV)/bin/ruff format --check dcm_lightning tests experiments docs
 
 demo: install ## the whole tiny pipeline (cache -> SemE -> DetE -> 4-step DCM), resuming; ~25 min from nothing
-	$(PY) experiments/demo/run_demo.py
+	$(PY) -m experiments.demo.run_demo
 
 teacher-tiny: install ## retrain the shipped tiny teacher, both stages (resuming an interrupted run), then export it
-	$(PY) -m dcm_lightning fit --config configs/teacher_tiny.yaml \
-	  $(if $(wildcard $(TEACHER_RUN)/checkpoints/last.ckpt),--ckpt_path $(TEACHER_RUN)/checkpoints/last.ckpt)
-	$(PY) -m dcm_lightning fit --config configs/teacher_tiny_stage2.yaml \
-	  $(if $(wildcard $(TEACHER_STAGE2)/checkpoints/last.ckpt),--ckpt_path $(TEACHER_STAGE2)/checkpoints/last.ckpt)
+	$(call distill,teacher_tiny)
+	$(call distill,teacher_tiny_stage2)
 	$(PY) -m dcm_lightning export --checkpoint $(TEACHER_STAGE2)/checkpoints/last.ckpt --out $(TEACHER_OUT)
 
-teacher-eval: install ## 50-step oracle accuracies of the shipped teacher -> experiments/teacher_tiny/eval.json
-	$(PY) -m dcm_lightning teacher-eval --num-prompts 64 --seeds-per-prompt 2 \
-	  --out experiments/teacher_tiny/eval.json --grid experiments/teacher_tiny/samples.png
+teacher-eval: install ## MiniBench of the shipped teacher at 50 steps -> experiments/teacher_tiny/minibench/
+	$(PY) -m dcm_lightning minibench --model teacher-50=shipped:50 --num-prompts 64 --seeds-per-prompt 2 \
+	  --out experiments/teacher_tiny/minibench
 
 cache-tiny: install ## build (or resume) the teacher-trajectory cache the *_tiny distillation configs share
-	$(PY) -m dcm_lightning cache --config configs/seme_tiny.yaml
+	$(PY) -m dcm_lightning cache $(TINY) --config configs/seme_tiny.yaml
 
 seme-tiny: install ## distill DCM's semantic expert from the shipped tiny teacher (builds the cache if missing)
 	$(call distill,seme_tiny)
@@ -70,23 +70,26 @@ dete-full-tiny: install ## the ablation's +OD detail expert (a full-parameter se
 	$(call distill,dete_full_tiny)
 
 eval-tiny: install ## MiniBench table of teacher-50, LCM-4, PCM-4, DCM-4, DCM-8 -> experiments/eval_tiny/
-	$(PY) -m dcm_lightning validate --config configs/eval_tiny.yaml
+	$(PY) -m dcm_lightning validate $(TINY) --config configs/eval_tiny.yaml
 
 ablation-od-pe-tc: install ## the paper's ablation (VCM, +OD, +OD+PE, +OD+PE+TC, DCM) x 3 seeds -> experiments/ablation_od_pe_tc/ (~75 min)
-	$(PY) experiments/ablation_od_pe_tc/run_ablation.py
+	$(PY) -m experiments.ablation_od_pe_tc.run_ablation
 
 compare: install ## teacher-50 vs LCM-4, PCM-4, DCM-4, DCM-8 x 3 seeds -> experiments/compare/ (reuses the ablation's DCM runs)
-	$(PY) experiments/compare/run_compare.py
+	$(PY) -m experiments.compare.run_compare
 
 boundary-tiny: install ## suggest κ from the tiny teacher's cached trajectories -> experiments/boundary/
-	$(PY) -m dcm_lightning cache --config configs/seme_tiny.yaml
+	$(PY) -m dcm_lightning cache $(TINY) --config configs/seme_tiny.yaml
 	$(PY) -m dcm_lightning analyze boundary --cache runs/cache/tiny_teacher --out experiments/boundary
 
 kappa-tiny: install ## DCM at the κ `analyze boundary` suggests vs the default 37, x 3 seeds -> experiments/kappa/
-	$(PY) experiments/kappa/run_kappa.py
+	$(PY) -m experiments.kappa.run_kappa
 
 psi-tiny: install ## which Ψ the LoRA detail expert needs (consistency only, and in DCM), x 3 seeds -> experiments/psi/
-	$(PY) experiments/psi/run_psi.py
+	$(PY) -m experiments.psi.run_psi
+
+figures: install ## the README's picture: teacher-50 vs LCM-4, PCM-4, DCM-4 (after demo, lcm-tiny, pcm-tiny)
+	$(PY) docs/figures/make_samples_figure.py
 
 tensorboard: install ## serve the TensorBoard logs under runs/
 	$(VENV)/bin/tensorboard --logdir runs

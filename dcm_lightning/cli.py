@@ -1,7 +1,8 @@
 """Command line: LightningCLI for fit/validate/test/predict plus the tool subcommands.
 
-``python -m dcm_lightning fit --config configs/teacher_tiny.yaml`` trains; ``sample``, ``export`` …
-are plain tools that load a trained model. Bad input ends with one sentence and exit status 2.
+``python -m dcm_lightning fit --config configs/presets/tiny_cpu.yaml --config configs/teacher_tiny.yaml``
+trains (a machine preset, then an experiment file: configs/README.md); ``sample``, ``export`` … are
+plain tools that load a trained model. Bad input ends with one sentence and exit status 2.
 """
 
 from __future__ import annotations
@@ -11,11 +12,10 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 
-import lightning as L
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.cli import LightningCLI
 
 from dcm_lightning.errors import UserError
+from dcm_lightning.lightning_cli import QUIET_WARNINGS, DCMLightningCLI
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
@@ -25,10 +25,9 @@ def _tools() -> dict[str, tuple[str, Callable[[Sequence[str]], None]]]:
     from dcm_lightning.tools import (
         analyze,
         cache,
-        compare,
         export,
+        minibench,
         sample,
-        teacher_eval,
         vbench_evaluate,
         vbench_generate,
         vbench_score,
@@ -38,8 +37,7 @@ def _tools() -> dict[str, tuple[str, Callable[[Sequence[str]], None]]]:
         "sample": ("generate videos (mp4 + png frame grid) from prompts", sample.main),
         "cache": ("build, resume or repair the teacher-trajectory cache of a distillation config", cache.main),
         "export": ("turn a training checkpoint into a self-contained pretrained folder", export.main),
-        "teacher-eval": ("oracle attribute accuracies of a teacher's samples on a prompt suite", teacher_eval.main),
-        "compare": ("several teachers and students on one prompt suite: accuracies and time", compare.main),
+        "minibench": ("MiniBench of teachers and students on one prompt suite (the validate table)", minibench.main),
         "vbench-generate": ("videos of a VBench prompt subset, VBench-named, with a manifest", vbench_generate.main),
         "vbench-evaluate": (
             "run VBench's own evaluator on generated videos, then its aggregation",
@@ -67,38 +65,10 @@ tools:
 {tools}
 
 examples:
-  python -m dcm_lightning fit --config configs/teacher_tiny.yaml
-  python -m dcm_lightning fit --config configs/seme_tiny.yaml
+  python -m dcm_lightning fit --config configs/presets/tiny_cpu.yaml --config configs/teacher_tiny.yaml
+  python -m dcm_lightning fit --config configs/presets/tiny_cpu.yaml --config configs/seme_tiny.yaml
   python -m dcm_lightning sample --prompt "a striped red triangle moving left" --steps 50
 """
-
-
-class DCMLightningCLI(LightningCLI):
-    """LightningCLI whose model and data classes come from the config's ``class_path``."""
-
-    def __init__(self, args: Sequence[str] | None, run: bool = True) -> None:
-        super().__init__(
-            model_class=L.LightningModule,
-            datamodule_class=L.LightningDataModule,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            args=None if args is None else list(args),
-            # Errors raise instead of exiting, so that main() can name a UserError behind a failed
-            # instantiation in one sentence rather than in jsonargparse's account of every union member.
-            parser_kwargs={"exit_on_error": False},
-            save_config_kwargs={"overwrite": True},
-            run=run,
-        )
-
-
-# Warnings that say nothing to a user of this package: the frozen teacher is in eval mode on purpose,
-# the pytree deprecation comes from inside Lightning.
-QUIET_WARNINGS = (
-    r"Found \d+ module\(s\) in eval mode",
-    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
-    # The detail expert checkpoints after its G and D steps on purpose (resume continues from there).
-    r"Using ModelCheckpoint with manual optimization and every_n_train_steps",
-)
 
 
 def _user_error(error: BaseException | None) -> UserError | None:

@@ -1,4 +1,4 @@
-"""FSDP2 for the distillation modules (DESIGN.md §3 "Scale").
+"""FSDP2 for the distillation modules (docs/design.md §3 "Scale").
 
 Under Lightning's ``ModelParallelStrategy`` a module's ``configure_model`` calls ``shard_network``
 on every network it holds: each transformer block becomes one ``fully_shard`` unit, then the rest of

@@ -1,11 +1,12 @@
-"""The dual-expert network (DESIGN.md §2 "Detail expert"): one frozen semantic network and a detail
+"""The dual-expert network (docs/design.md §2 "Detail expert"): one frozen semantic network and a detail
 path over the same weights, with LoRA adapters on the attention projections and trainable copies Ψ
 of the timestep-dependent layers.
 
 Which expert runs is an explicit argument of every call — never a patched class ``forward``:
 ``network(x, t, text, mask, expert="semantic")`` runs SemE with adapters and Ψ off, ``expert="detail"``
-runs the same blocks with the adapters on and Ψ in place of the semantic layers, and
-``expert=None`` routes each sample by its timestep (above the boundary's → semantic). The trainable
+runs the same blocks with the adapters on and Ψ in place of the semantic layers. The caller picks
+the expert from the noise level (``expert_at``: above σ_b the semantic one), so the boundary is
+known only where κ is — in the schedule — and never stored a second time here. The trainable
 parameters are chosen once, by name, at construction: peft's adapter switches flip
 ``requires_grad``, which must not decide what an optimizer or an FSDP2 shard trains.
 """
@@ -26,7 +27,11 @@ from dcm_lightning.errors import UserError
 
 Expert = Literal["semantic", "detail"]
 
-LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+
+def expert_at(sigma: Tensor, boundary_sigma: float | Tensor) -> Expert:
+    """The expert that owns noise level σ (a 0-d tensor): the semantic one on (σ_b, 1], the detail one on
+    [0, σ_b]. Compared in σ's own dtype, so σ_κ itself — rounded like σ_b — belongs to the detail expert."""
+    return "semantic" if bool(sigma > torch.as_tensor(boundary_sigma, dtype=sigma.dtype)) else "detail"
 
 
 class DualExpertNetwork(nn.Module):
@@ -38,9 +43,8 @@ class DualExpertNetwork(nn.Module):
         psi: dotted names of its timestep-dependent modules (or parameters) that the detail expert
             re-learns, e.g. ``time_embedder`` or ``condition_embedder.time_proj``.
         lora_rank, lora_alpha: LoRA r and α (official DCM: 128, 256).
-        lora_targets: module-name suffixes that get adapters.
+        lora_targets: module-name suffixes that get adapters (the teacher adapter's ``lora_targets``).
         mode: "lora" or "full".
-        boundary_timestep: the model timestep of σ_b, for ``expert=None`` routing.
     """
 
     def __init__(
@@ -49,22 +53,21 @@ class DualExpertNetwork(nn.Module):
         psi: Sequence[str],
         lora_rank: int = 16,
         lora_alpha: float = 32.0,
-        lora_targets: Sequence[str] = LORA_TARGETS,
+        lora_targets: Sequence[str] = (),
         mode: Literal["lora", "full"] = "lora",
-        boundary_timestep: float | None = None,
     ) -> None:
         super().__init__()
-        self.boundary_timestep = boundary_timestep
         self.settings = {
             "psi": list(psi),
             "lora_rank": lora_rank,
             "lora_alpha": lora_alpha,
             "lora_targets": list(lora_targets),
             "mode": mode,
-            "boundary_timestep": boundary_timestep,
         }  # what rebuilds this wrapper around a fresh network (see students.py)
         if mode not in ("lora", "full"):
             raise UserError(f"the detail expert mode must be 'lora' or 'full', got {mode!r}.")
+        if mode == "lora" and not lora_targets:
+            raise UserError("a LoRA detail expert needs lora_targets (the teacher adapter's, e.g. to_q, to_k …).")
         self.mode = mode
         self.semantic = semantic.requires_grad_(False)
         if mode == "full":
@@ -124,42 +127,16 @@ class DualExpertNetwork(nn.Module):
     # ---- routing ---------------------------------------------------------------------------------
 
     def forward(self, x: Tensor, timestep: Tensor, *args, expert: Expert | None = None, **kwargs):
-        """The wrapped network's call (x, timestep, text_embeds, text_mask, …) plus the expert that
-        answers it; ``None`` routes every sample by its timestep, splitting a mixed batch."""
-        if expert is None:
-            if self.boundary_timestep is None:
-                raise ValueError("routing by timestep needs boundary_timestep")
-            semantic = timestep > self.boundary_timestep  # (b,)
-            if semantic.all() or not semantic.any():
-                expert = "semantic" if semantic.all() else "detail"
-            else:
-                return self._split(semantic, x, timestep, *args, **kwargs)
+        """The wrapped network's call (x, timestep, text_embeds, text_mask, …) answered by ``expert``."""
         if expert == "semantic":
             with self._adapters(enabled=False):
                 return self.semantic(x, timestep, *args, **kwargs)
         if expert != "detail":
-            raise ValueError(f"unknown expert {expert!r}")
+            raise ValueError(f"a dual-expert network needs expert='semantic' or 'detail', got {expert!r}")
         if self.mode == "full":
             return self.detail(x, timestep, *args, **kwargs)
         with self._adapters(enabled=True):
             return self._detail_view()(x, timestep, *args, **kwargs)
-
-    def _split(self, semantic: Tensor, *batch: Tensor, **kwargs):
-        # Samples on each side of the boundary go to their own expert; the answers are put back in order.
-        parts = {
-            name: self(*(t[rows] for t in batch), expert=name, **kwargs)
-            for name, rows in (("semantic", semantic), ("detail", ~semantic))
-        }
-
-        def merge(semantic_part: Tensor, detail_part: Tensor) -> Tensor:
-            out = semantic_part.new_empty((len(semantic), *semantic_part.shape[1:]))
-            out[semantic], out[~semantic] = semantic_part, detail_part
-            return out
-
-        if isinstance(parts["semantic"], tuple):
-            (v_s, f_s), (v_d, f_d) = parts["semantic"], parts["detail"]
-            return merge(v_s, v_d), [merge(a, b) for a, b in zip(f_s, f_d, strict=True)]
-        return merge(parts["semantic"], parts["detail"])
 
     @contextmanager
     def _adapters(self, enabled: bool) -> Iterator[None]:

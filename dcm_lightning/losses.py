@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
 from dcm_lightning.diffusion import Parameterization
+from dcm_lightning.diffusion.consistency import Denoiser, consistency_target, jump
 
 
 def denoising_loss(
@@ -44,7 +48,43 @@ def temporal_coherence(prediction: Tensor, target: Tensor, lag: int) -> Tensor:
     return (predicted_motion - target_motion).square().mean()
 
 
-# ---- the detail expert's adversarial and feature-matching terms (DESIGN.md §2) ----------------------
+@dataclass
+class ConsistencyLoss:
+    """One consistency step's outcome: the student's phase-end estimate x̂_e (with gradient), the
+    target y (without) and the loss terms ("huber", "tc" when weighted, and their total "loss")."""
+
+    student_end: Tensor  # b c f h w
+    target: Tensor  # b c f h w
+    terms: dict[str, Tensor]
+
+
+def consistency_loss(
+    student: Denoiser,
+    target_network: Denoiser,
+    parameterization: Parameterization,
+    x_n: Tensor,
+    x_prev: Tensor,
+    sigma_n: Tensor,
+    sigma_prev: Tensor,
+    sigma_end: Tensor,
+    huber_c: float,
+    tc_lag: int,
+    tc_weight: float,
+) -> ConsistencyLoss:
+    """docs/design.md §2 "Consistency loss": x̂_e = jump(x_n, σ_n → σ_e) with the student;
+    y = jump(x_{n−1}, σ_{n−1} → σ_e) with the stop-gradient target network (y = x_{n−1} where
+    σ_{n−1} = σ_e); L = pseudo-Huber(x̂_e, y) + w·L_TC(x̂_e, y)."""
+    student_end = jump(student, parameterization, x_n, sigma_n, sigma_end)
+    target = consistency_target(target_network, parameterization, x_prev, sigma_prev, sigma_end)
+    terms = {"huber": pseudo_huber(student_end, target, huber_c)}
+    terms["loss"] = terms["huber"]
+    if tc_weight:
+        terms["tc"] = temporal_coherence(student_end, target, tc_lag)
+        terms["loss"] = terms["loss"] + tc_weight * terms["tc"]
+    return ConsistencyLoss(student_end, target, terms)
+
+
+# ---- the detail expert's adversarial and feature-matching terms (docs/design.md §2) ----------------------
 
 
 def hinge_discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
@@ -68,3 +108,45 @@ def feature_matching(fake_features: list[Tensor], real_features: list[Tensor]) -
         raise ValueError("feature matching needs the same non-empty list of layers for fake and real")
     terms = [(f - r).square().mean() for f, r in zip(fake_features, real_features, strict=True)]
     return torch.stack(terms).mean()
+
+
+@dataclass
+class AdversarialLosses:
+    """The GAN step's totals and what is logged of them."""
+
+    generator: Tensor  # λ_adv·L_adv + λ_fm·L_fm (the consistency loss is added by the caller)
+    adversarial: Tensor
+    feature_matching: Tensor
+    discriminator: Tensor  # hinge on detached features
+    real_logits: Tensor  # all heads' logits, flattened, detached
+    fake_logits: Tensor
+
+
+def adversarial_losses(
+    discriminator: Callable[[list[Tensor]], list[Tensor]],
+    fake_features: list[Tensor],
+    real_features: list[Tensor],
+    generator_term: Callable[[Tensor], Tensor],
+    adversarial_weight: float,
+    feature_matching_weight: float,
+) -> AdversarialLosses:
+    """docs/design.md §2 "Detail expert": the generator's λ_adv·mean_k G(D_k(Ω_k(fake))) + λ_fm·L_fm(fake,
+    real) — gradient reaches the student through ``fake_features`` — and the discriminator's hinge on
+    the same features detached (the teacher runs once per step). Both totals are built before either
+    backward, so the caller steps G, then D."""
+    fake_logits = discriminator(fake_features)
+    adversarial = torch.stack([generator_term(logits) for logits in fake_logits]).mean()
+    matching = feature_matching(fake_features, real_features)
+    real_logits_d = discriminator([f.detach() for f in real_features])
+    fake_logits_d = discriminator([f.detach() for f in fake_features])
+    d_loss = torch.stack(
+        [hinge_discriminator_loss(r, f) for r, f in zip(real_logits_d, fake_logits_d, strict=True)]
+    ).mean()
+    return AdversarialLosses(
+        generator=adversarial_weight * adversarial + feature_matching_weight * matching,
+        adversarial=adversarial,
+        feature_matching=matching,
+        discriminator=d_loss,
+        real_logits=torch.cat([r.flatten() for r in real_logits_d]).detach(),
+        fake_logits=torch.cat([f.flatten() for f in fake_logits_d]).detach(),
+    )

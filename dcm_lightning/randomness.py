@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import torch
 
-from dcm_lightning.data.moving_shapes.render import clip_seed
+
+def clip_seed(base_seed: int, index: int) -> int:
+    """A per-clip seed that does not collide across nearby base seeds (splitmix-style mixing)."""
+    z = (base_seed * 0x9E3779B97F4A7C15 + index * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    z ^= z >> 31
+    return z & 0x7FFFFFFFFFFFFFFF
 
 
 def step_generator(seed: int, step: int, device: torch.device | str = "cpu") -> torch.Generator:

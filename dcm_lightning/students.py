@@ -19,12 +19,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from dcm_lightning.data.moving_shapes import MovingShapesTextEncoder
-from dcm_lightning.data.moving_shapes.render import spec_from_dict
 from dcm_lightning.errors import UserError
 from dcm_lightning.experts import DualExpertNetwork
+from dcm_lightning.moving_shapes import MovingShapesTextEncoder
+from dcm_lightning.moving_shapes.render import spec_from_dict
 from dcm_lightning.networks.tiny_dit import TinyDiTConfig, TinyVideoDiT
-from dcm_lightning.teachers.base import VideoTeacher
+from dcm_lightning.teachers.base import VideoModel
 from dcm_lightning.teachers.tiny import TinyTeacher
 
 STUDENT_KIND = "tiny_student"
@@ -43,7 +43,7 @@ def export_student(module, folder: str | Path, provenance: dict, dtype: torch.dt
     student = module.student
     network = student.network
     sampling = {
-        "schedule": module.schedule_rule(),
+        "schedule": module.schedule.to_dict(),  # κ lives here, and only here
         "default_steps": int(module.hparams.val_steps),
         "dual_expert": network.settings if isinstance(network, DualExpertNetwork) else None,
     }
@@ -62,7 +62,7 @@ def export_student(module, folder: str | Path, provenance: dict, dtype: torch.dt
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 
-def load_student(folder: str | Path, pipeline_parts: bool = True) -> tuple[VideoTeacher, dict]:
+def load_student(folder: str | Path, pipeline_parts: bool = True) -> tuple[VideoModel, dict]:
     """The student behind the teacher interface (guidance 1) and its config (schedule rule …). A real
     teacher's student comes with its pipeline's text encoders and VAE unless ``pipeline_parts`` is
     False (sampling from given embeddings, latents out)."""
@@ -74,7 +74,7 @@ def load_student(folder: str | Path, pipeline_parts: bool = True) -> tuple[Video
         raise UserError(f"{folder} is not an exported student folder.")
     network: torch.nn.Module = TinyVideoDiT(TinyDiTConfig.from_dict(config["network"]))
     if config["dual_expert"] is not None:
-        network = DualExpertNetwork(network, **config["dual_expert"])
+        network = DualExpertNetwork(network, **_dual_expert_settings(config))
     network.load_state_dict({k: v.float() for k, v in load_file(folder / "model.safetensors").items()})
     network.requires_grad_(False).eval()
     student = TinyTeacher(
@@ -98,9 +98,15 @@ def _load_diffusers_student(folder: Path, config: dict, pipeline_parts: bool):
     student = load_diffusers_teacher(settings).student_copy()
     network = student.network
     if config["dual_expert"] is not None:
-        network = DualExpertNetwork(network, **config["dual_expert"])
+        network = DualExpertNetwork(network, **_dual_expert_settings(config))
     state = load_file(folder / "model.safetensors")
     dtype = next(network.parameters()).dtype
     network.load_state_dict({k: v.to(dtype) for k, v in state.items()})
     student.network = network.requires_grad_(False).eval()
     return student
+
+
+def _dual_expert_settings(config: dict) -> dict:
+    """The DualExpertNetwork settings of an export. Exports written before κ became one fact also
+    kept the boundary as a model timestep; the sampler derives the boundary from the schedule's κ."""
+    return {k: v for k, v in config["dual_expert"].items() if k != "boundary_timestep"}

@@ -1,7 +1,7 @@
 """What the tiny-tier tables share (experiments/ablation_od_pe_tc, compare, kappa, psi): stages that
 are the user's own `fit` on configs written from the shipped ones, resumable and skipped once done;
 one MiniBench `validate` over every model; rows aggregated as mean ± sample std over seeds; a plot.
-`python experiments/tiny_table.py FOLDER…` redraws a table's results.png from its results.json."""
+`python -m experiments.tiny_table FOLDER…` redraws a table's results.png from its results.json."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from dcm_lightning.lightning_cli import compose_documented
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = "runs/cache/tiny_teacher"
@@ -32,7 +34,7 @@ class Stage:
 
 
 # A detail expert trained on the consistency loss alone (the ablation's rows before GAN/FM).
-NO_GAN = {"adversarial_weight": 0.0, "feature_matching_weight": 0.0}
+NO_GAN = {"adversarial": {"weight": 0.0, "feature_matching_weight": 0.0}}
 
 # The full DCM pipeline of the tables (shared run folders: the comparison reuses the ablation's runs).
 DCM_STAGES = {
@@ -43,14 +45,26 @@ DCM_STAGES = {
 
 def build_cache() -> None:
     """Build the shared trajectory cache once (or reuse it)."""
-    command = [sys.executable, "-m", "dcm_lightning", "cache", "--config", "configs/seme_tiny.yaml"]
+    tiny = ["--config", "configs/presets/tiny_cpu.yaml", "--config", "configs/seme_tiny.yaml"]
+    command = [sys.executable, "-m", "dcm_lightning", "cache", *tiny]
     subprocess.run(command, cwd=REPO, check=True)
+
+
+def merge(settings: dict, overrides: dict) -> dict:
+    """``overrides`` laid over ``settings`` in place, group by group (a DetE group such as
+    ``adversarial`` keeps the keys an override does not name), as a later ``--config`` would."""
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(settings.get(key), dict):
+            merge(settings[key], value)
+        else:
+            settings[key] = value
+    return settings
 
 
 def stage_config(stage: Stage, name: str, seed: int, steps: int, root: Path) -> tuple[Path, Path]:
     """Write a stage's config (validation off, checkpoints every 100 steps); returns (config, run folder)."""
     run = root / f"seed{seed}" / name
-    values = yaml.safe_load((REPO / "configs" / f"{stage.config}.yaml").read_text())
+    values = compose_documented(REPO / "configs" / f"{stage.config}.yaml", REPO)
     values["seed_everything"] = seed
     values["trainer"].update(
         max_steps=stage.units * steps,
@@ -65,7 +79,7 @@ def stage_config(stage: Stage, name: str, seed: int, steps: int, root: Path) -> 
             {"class_path": "lightning.pytorch.callbacks.TQDMProgressBar", "init_args": {"refresh_rate": 50}},
         ],
     )
-    values["model"]["init_args"].update(stage.overrides)
+    merge(values["model"]["init_args"], stage.overrides)
     if stage.semantic is not None:
         values["model"]["init_args"]["semantic_checkpoint"] = str(root / f"seed{seed}" / stage.semantic / "final.ckpt")
     values["data"]["init_args"].update(seed=seed, cache_dir=CACHE)
@@ -93,7 +107,7 @@ def fit(stage: Stage, name: str, seed: int, steps: int, root: Path) -> float:
 
 def evaluate(models: list[dict], root: Path, out: Path) -> dict:
     """One MiniBench `validate` (configs/eval_tiny.yaml's suite: 64 held-out prompts × 2 seeds)."""
-    values = yaml.safe_load((REPO / "configs" / "eval_tiny.yaml").read_text())
+    values = compose_documented(REPO / "configs" / "eval_tiny.yaml", REPO)
     values["trainer"].update(logger=False, default_root_dir=str(out))  # Lightning saves config.yaml there
     values["model"]["init_args"].update(models=models, out_dir=str(out), latency_repeats=1, latency_warmup=1)
     path = root / "eval.yaml"
@@ -228,7 +242,7 @@ def run_table(
         "seeds": args.seeds,
         "stage_seconds": seconds,
         "wall_seconds": round(time.perf_counter() - start, 1),
-        "command": " ".join(["python", script, *sys.argv[1:]]),
+        "command": " ".join(["python -m", script, *sys.argv[1:]]),
         "suite": results["suite"],
         "machine": results.get("machine"),
     }

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from dcm_lightning.cli import LIGHTNING_COMMANDS, _tools, main
+from dcm_lightning.lightning_cli import documented_command
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,6 +43,12 @@ def _assert_one_sentence_error(result: subprocess.CompletedProcess, fragment: st
     assert fragment in result.stderr
 
 
+def _shipped(name: str) -> list[str]:
+    """The --config arguments of a shipped experiment file's documented command (its preset first)."""
+    _, paths = documented_command(REPO / "configs" / f"{name}.yaml")
+    return [arg for path in paths for arg in ("--config", str(REPO / path))]
+
+
 def test_a_prompt_word_outside_the_vocabulary_is_one_sentence():
     result = _run("sample", "--prompt", "a striped purple triangle moving left")
     _assert_one_sentence_error(result, "'purple' is not in the MovingShapes vocabulary")
@@ -51,13 +58,13 @@ def test_a_prompt_word_outside_the_vocabulary_is_one_sentence():
 def test_a_missing_checkpoint_is_one_sentence():
     result = _run("sample", "--checkpoint", "no/such/teacher", "--prompt", "a plain red circle moving up")
     _assert_one_sentence_error(result, "'no/such/teacher' does not exist")
-    result = _run("fit", "--config", str(REPO / "configs" / "teacher_tiny.yaml"), "--ckpt_path", "no/such.ckpt")
+    result = _run("fit", *_shipped("teacher_tiny"), "--ckpt_path", "no/such.ckpt")
     _assert_one_sentence_error(result, "no/such.ckpt")
 
 
 def test_a_real_teacher_config_without_its_weights_is_one_sentence():
     """The error raised while the model is built (inside jsonargparse) still reaches the user alone."""
-    result = _run("fit", "--config", str(REPO / "configs" / "seme_hunyuan.yaml"))
+    result = _run("fit", *_shipped("seme_hunyuan"))
     _assert_one_sentence_error(result, "teacher folder 'pretrained/HunyuanVideo' does not exist.")
     assert [line for line in result.stderr.splitlines() if line.startswith("error")] == [
         "error: teacher folder 'pretrained/HunyuanVideo' does not exist."
@@ -68,7 +75,7 @@ def test_a_real_teacher_config_without_its_weights_is_one_sentence():
 def test_a_misspelled_config_key_names_the_key(tmp_path):
     config = tmp_path / "typo.yaml"
     config.write_text((REPO / "configs" / "teacher_tiny.yaml").read_text().replace("guidance_scale:", "guidance_scal:"))
-    result = _run("fit", "--config", str(config))
+    result = _run("fit", *_shipped("teacher_tiny")[:2], "--config", str(config))
     _assert_one_sentence_error(result, "guidance_scal")
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dcm_lightning.diffusion import sigma_at, teacher_sigmas
 from dcm_lightning.errors import UserError
-from dcm_lightning.experts import DualExpertNetwork
+from dcm_lightning.experts import DualExpertNetwork, expert_at
+from dcm_lightning.teachers.base import LORA_TARGETS
 from dcm_lightning.teachers.tiny import TinyTeacher
 from tests.conftest import make_random_teacher
 
@@ -38,7 +40,7 @@ def _perturb(parameters) -> None:
 def test_the_semantic_path_is_the_semantic_network_before_and_after_training_the_detail_path(network):
     inputs = _inputs()
     before = network(*inputs).clone()
-    experts = DualExpertNetwork(network, PSI, lora_rank=4, lora_alpha=8)
+    experts = DualExpertNetwork(network, PSI, lora_rank=4, lora_alpha=8, lora_targets=LORA_TARGETS)
     optimizer = torch.optim.AdamW(experts.trainable_parameters(), lr=1e-2)
     for _ in range(3):
         optimizer.zero_grad()
@@ -49,13 +51,13 @@ def test_the_semantic_path_is_the_semantic_network_before_and_after_training_the
 
 
 def test_with_fresh_adapters_and_psi_the_detail_path_equals_the_semantic_one(network):
-    experts = DualExpertNetwork(network, PSI, lora_rank=4, lora_alpha=8)
+    experts = DualExpertNetwork(network, PSI, lora_rank=4, lora_alpha=8, lora_targets=LORA_TARGETS)
     inputs = _inputs()
     torch.testing.assert_close(experts(*inputs, expert="detail"), experts(*inputs, expert="semantic"))
 
 
 def test_only_adapters_and_psi_are_trainable_and_they_are_chosen_by_name(network):
-    experts = DualExpertNetwork(network, PSI, lora_rank=4, lora_alpha=8)
+    experts = DualExpertNetwork(network, PSI, lora_rank=4, lora_alpha=8, lora_targets=LORA_TARGETS)
     names = experts.trainable_names()
     assert names and all("lora_" in n or n.startswith("psi.") for n in names)
     assert {n.split(".")[1] for n in names if n.startswith("psi.")} == set(PSI)
@@ -65,11 +67,11 @@ def test_only_adapters_and_psi_are_trainable_and_they_are_chosen_by_name(network
 
 
 def test_trainable_weights_round_trip_and_merge_into_a_plain_network(network):
-    experts = DualExpertNetwork(network, PSI, lora_rank=4, lora_alpha=8)
+    experts = DualExpertNetwork(network, PSI, lora_rank=4, lora_alpha=8, lora_targets=LORA_TARGETS)
     _perturb(experts.trainable_parameters())
     inputs = _inputs()
     expected = experts(*inputs, expert="detail")
-    clone = DualExpertNetwork(make_random_teacher().network, PSI, lora_rank=4, lora_alpha=8)
+    clone = DualExpertNetwork(make_random_teacher().network, PSI, lora_rank=4, lora_alpha=8, lora_targets=LORA_TARGETS)
     clone.load_trainable_state_dict(experts.trainable_state_dict())
     torch.testing.assert_close(clone(*inputs, expert="detail"), expected)
     merged = experts.merged_detail_network()
@@ -86,32 +88,40 @@ def test_the_full_parameter_detail_expert_trains_a_whole_copy(network):
 
 def test_bad_settings_are_refused(network):
     with pytest.raises(UserError, match="neither modules nor parameters"):
-        DualExpertNetwork(network, ["no_such_layer"])
+        DualExpertNetwork(network, ["no_such_layer"], lora_targets=LORA_TARGETS)
     with pytest.raises(UserError, match="neither modules nor parameters"):
-        DualExpertNetwork(network, ["time_embedder.no_such_layer"])
+        DualExpertNetwork(network, ["time_embedder.no_such_layer"], lora_targets=LORA_TARGETS)
     with pytest.raises(UserError, match="LoRA targets"):
         DualExpertNetwork(network, PSI, lora_targets=["no_such_projection"])
 
 
-def test_without_an_expert_each_sample_is_routed_by_its_timestep(network):
-    experts = DualExpertNetwork(network, PSI, lora_rank=4, lora_alpha=8, boundary_timestep=500.0)
-    _perturb(experts.trainable_parameters())
-    x, timestep, text, mask = _inputs()  # timesteps 900 (semantic) and 300 (detail)
-    routed, features = experts(x, timestep, text, mask, feature_blocks=[0])
-    semantic, semantic_features = experts(
-        x[:1], timestep[:1], text[:1], mask[:1], expert="semantic", feature_blocks=[0]
-    )
-    detail = experts(x[1:], timestep[1:], text[1:], mask[1:], expert="detail")
-    torch.testing.assert_close(routed[:1], semantic)
-    torch.testing.assert_close(routed[1:], detail)
-    torch.testing.assert_close(features[0][:1], semantic_features[0])
+def test_every_call_names_its_expert(network):
+    experts = DualExpertNetwork(network, PSI, lora_rank=4, lora_alpha=8, lora_targets=LORA_TARGETS)
+    with pytest.raises(ValueError, match="needs expert="):
+        experts(*_inputs())
+
+
+def test_a_lora_detail_expert_needs_targets(network):
+    with pytest.raises(UserError, match="needs lora_targets"):
+        DualExpertNetwork(network, PSI)
+
+
+def test_the_expert_of_a_noise_level_is_decided_against_the_boundary_sigma():
+    """Above σ_b the semantic expert, at and below it the detail expert — compared in σ's dtype, so
+    σ_κ itself, rounded to float32 or bfloat16 like σ_b, goes to the detail expert."""
+    sigmas = teacher_sigmas(50, 17.0)
+    boundary = sigma_at(37, sigmas)
+    for dtype in (torch.float64, torch.float32, torch.bfloat16):
+        assert expert_at(sigma_at(38, sigmas).to(dtype), boundary) == "semantic"
+        assert expert_at(boundary.to(dtype), boundary) == "detail"
+        assert expert_at(sigma_at(36, sigmas).to(dtype), boundary) == "detail"
 
 
 def test_psi_may_name_nested_modules_and_parameters_and_the_semantic_network_keeps_its_own(network):
     """Diffusers transformers keep their timestep layers below the top level (Wan's
     ``condition_embedder.time_proj``) and some as bare parameters (Wan's ``scale_shift_table``)."""
     nested, parameter = "time_embedder.linear_2", "proj_out.bias"
-    experts = DualExpertNetwork(network, [nested, parameter], lora_rank=4, lora_alpha=8)
+    experts = DualExpertNetwork(network, [nested, parameter], lora_rank=4, lora_alpha=8, lora_targets=LORA_TARGETS)
     names = experts.trainable_names()
     assert {"psi.time_embedder/linear_2.weight", "psi_parameters.proj_out/bias"} <= set(names)
     inputs = _inputs()

@@ -16,11 +16,13 @@ import pytest
 import torch
 import yaml
 
-from dcm_lightning.checkpoints import read_lightning_checkpoint, student_module_from_checkpoint
+from dcm_lightning.checkpoints import read_lightning_checkpoint
 from dcm_lightning.cli import main
-from dcm_lightning.data.moving_shapes.text import TextCondition
+from dcm_lightning.conditioning import TextCondition
+from dcm_lightning.diffusion.phases import Schedule
 from dcm_lightning.errors import UserError
-from dcm_lightning.sampling import sample_few_step
+from dcm_lightning.generation import student_module_from_checkpoint
+from dcm_lightning.sampling import student_sampler
 from dcm_lightning.students import load_student
 from tests.modules.test_real_teachers import real_config
 from tests.tiny_diffusers import LATENT, teacher_settings, write_latents, write_pipeline_folder
@@ -103,8 +105,8 @@ def runs(tmp_path_factory):
         2,
         4,  # optimizer steps: 2 batches, each a G and a D step
         semantic_checkpoint=str(semantic / "last.ckpt"),
-        lora_rank=4,
-        discriminator_hidden_dim=32,
+        detail={"lora_rank": 4},
+        discriminator={"hidden_dim": 32},
     )
     run_cli(["fit", "--config", str(dete)], root)
     return root, first
@@ -194,7 +196,5 @@ def test_the_detail_expert_trains_sharded_from_a_sharded_semantic_checkpoint_and
     text = TextCondition(
         torch.randn(1, 7, 32, generator=generator), torch.ones(1, 7, dtype=torch.bool), torch.randn(1, 16)
     )
-    indices = module.sampling_indices(4)
-    torch.testing.assert_close(
-        sample_few_step(exported, noise, text, indices), sample_few_step(module.student, noise, text, indices)
-    )
+    from_export = student_sampler(exported, Schedule.from_dict(config["schedule"]), 4).latents(noise, text)
+    torch.testing.assert_close(from_export, student_sampler(module.student, module.schedule, 4).latents(noise, text))

@@ -28,10 +28,11 @@ def _launch(tmp_path: Path, *args: str) -> list[str]:
     return (tmp_path / "srun.args").read_text().splitlines()
 
 
-def test_the_script_runs_fit_with_the_config_and_extra_options(tmp_path):
-    config = REPO / "configs" / "seme_hunyuan.yaml"
+def test_the_script_runs_fit_with_the_preset_the_config_names_then_the_config_and_extra_options(tmp_path):
+    config, preset = REPO / "configs" / "seme_hunyuan.yaml", REPO / "configs" / "presets" / "gpu_3x8.yaml"
     command = _launch(tmp_path, str(config), "--trainer.max_steps", "10")
-    assert command[-7:] == ["-m", "dcm_lightning", "fit", "--config", str(config), "--trainer.max_steps", "10"]
+    fit = ["-m", "dcm_lightning", "fit", "--config", str(preset), "--config", str(config)]
+    assert command[-9:] == [*fit, "--trainer.max_steps", "10"]
     assert "--ckpt_path" not in command
 
 

@@ -82,7 +82,7 @@ def boundary_curves(cache: TrajectoryCache, teacher, num_samples: int, progress:
 
 
 def _attributes(teacher, latent: Tensor, oracle) -> tuple:
-    from dcm_lightning.data.moving_shapes import analyze_clip
+    from dcm_lightning.moving_shapes import analyze_clip
 
     analysis = analyze_clip(teacher.decode(latent.float().unsqueeze(0))[0], oracle)
     return (analysis.shape, analysis.color, analysis.texture, analysis.direction)

@@ -102,13 +102,15 @@ def network_weights(path: str | Path) -> dict[str, Tensor]:
     a distilled student (checkpoint or exported folder). A dual-expert student gives its detail
     expert as one plain network (adapters merged, Ψ in place), comparable with its semantic expert
     or the teacher."""
-    from dcm_lightning.checkpoints import is_student_checkpoint, load_teacher, student_module_from_checkpoint
+    from dcm_lightning.checkpoints import is_module_checkpoint
     from dcm_lightning.experts import DualExpertNetwork
+    from dcm_lightning.generation import STUDENT_MODULES, student_module_from_checkpoint
     from dcm_lightning.students import is_student_folder, load_student
+    from dcm_lightning.teachers.loading import load_teacher
 
     if is_student_folder(path):
         network = load_student(path, pipeline_parts=False)[0].network
-    elif is_student_checkpoint(path):
+    elif is_module_checkpoint(path, *STUDENT_MODULES):
         network = student_module_from_checkpoint(path)[0].student.network
     else:
         network = load_teacher(path).network

@@ -1,5 +1,6 @@
-"""Training callbacks: diagnostics that read a run without changing it."""
+"""Training callbacks: diagnostics and sample checks that read a run without changing it."""
 
 from dcm_lightning.callbacks.noise_level_gradients import NoiseLevelGradients
+from dcm_lightning.callbacks.oracle_samples import OracleSamples
 
-__all__ = ["NoiseLevelGradients"]
+__all__ = ["NoiseLevelGradients", "OracleSamples"]

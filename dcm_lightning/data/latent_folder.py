@@ -19,8 +19,8 @@ from safetensors.torch import save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from dcm_lightning.data.moving_shapes.datasets import MovingShapesClips
 from dcm_lightning.errors import UserError
+from dcm_lightning.moving_shapes.datasets import MovingShapesClips
 
 PART_SIZE = 256
 

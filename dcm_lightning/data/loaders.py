@@ -1,5 +1,5 @@
 """DataLoaders every data module builds the same way: a fixed-order training stream that resumes
-exactly, and the fixed prompt suite sampled at validation."""
+exactly, and prompt suites as datasets."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-from dcm_lightning.data.moving_shapes.datasets import PromptCase, prompt_suite
+from dcm_lightning.moving_shapes.datasets import PromptCase
 
 
 class PromptCases(Dataset):
@@ -52,8 +52,3 @@ def stream_loader(dataset: Dataset, items: Sequence[int], batch_size: int, num_w
         drop_last=True,
         persistent_workers=num_workers > 0,
     )
-
-
-def validation_prompts(num_prompts: int, seed: int) -> DataLoader:
-    """One batch of the validation prompt suite (one noise seed per prompt)."""
-    return DataLoader(PromptCases(prompt_suite(num_prompts, 1, base_seed=seed)), batch_size=num_prompts)

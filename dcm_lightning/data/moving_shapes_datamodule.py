@@ -5,10 +5,10 @@ from __future__ import annotations
 import lightning as L
 from torch.utils.data import DataLoader
 
-from dcm_lightning.data.loaders import stream_loader, validation_prompts
-from dcm_lightning.data.moving_shapes import MovingShapesSpec
-from dcm_lightning.data.moving_shapes.datasets import MovingShapesClips
+from dcm_lightning.data.loaders import stream_loader
 from dcm_lightning.errors import UserError
+from dcm_lightning.moving_shapes import MovingShapesSpec
+from dcm_lightning.moving_shapes.datasets import MovingShapesClips
 
 
 class MovingShapesDataModule(L.LightningDataModule):
@@ -19,7 +19,6 @@ class MovingShapesDataModule(L.LightningDataModule):
         batch_size: clips per training step.
         num_train_clips: length of the (procedural, storage-free) training set; one epoch.
         seed: training clips are drawn from this seed; the validation suite uses ``seed + 1``.
-        num_val_prompts: prompts sampled with the teacher at each validation (one seed each).
         num_workers: DataLoader worker processes (0 renders in the training process).
     """
 
@@ -29,7 +28,6 @@ class MovingShapesDataModule(L.LightningDataModule):
         batch_size: int = 32,
         num_train_clips: int = 1_000_000,
         seed: int = 0,
-        num_val_prompts: int = 16,
         num_workers: int = 0,
     ) -> None:
         super().__init__()
@@ -37,7 +35,6 @@ class MovingShapesDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.num_train_clips = num_train_clips
         self.seed = seed
-        self.num_val_prompts = num_val_prompts
         self.num_workers = num_workers
 
     def train_dataloader(self) -> DataLoader:
@@ -49,6 +46,3 @@ class MovingShapesDataModule(L.LightningDataModule):
         if start >= len(clips):
             raise UserError(f"num_train_clips = {len(clips)} is used up at step {trainer.global_step}; raise it.")
         return stream_loader(clips, range(start, len(clips)), self.batch_size, self.num_workers)
-
-    def val_dataloader(self) -> DataLoader:
-        return validation_prompts(self.num_val_prompts, self.seed + 1)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from dcm_lightning.data.moving_shapes.render import clip_seed
 from dcm_lightning.errors import UserError
+from dcm_lightning.randomness import clip_seed
 
 
 @dataclass(frozen=True)

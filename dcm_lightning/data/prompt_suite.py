@@ -6,7 +6,7 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from dcm_lightning.data.loaders import PromptCases
-from dcm_lightning.data.moving_shapes.datasets import PromptCase, prompt_suite
+from dcm_lightning.moving_shapes.datasets import PromptCase, prompt_suite
 
 
 class PromptSuiteDataModule(L.LightningDataModule):

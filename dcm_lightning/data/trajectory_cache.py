@@ -1,4 +1,4 @@
-"""Cached teacher ODE trajectories: safetensors shards plus a manifest (DESIGN.md §3).
+"""Cached teacher ODE trajectories: safetensors shards plus a manifest (docs/design.md §3).
 
 Layout of a cache folder::
 
@@ -29,14 +29,14 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm.auto import tqdm
 
-from dcm_lightning.data.moving_shapes.datasets import PromptCase
 from dcm_lightning.diffusion.phases import CLEAN_INDEX
 from dcm_lightning.errors import UserError
-from dcm_lightning.sampling import seeded_noise, teacher_trajectory
-from dcm_lightning.teachers.base import VideoTeacher
+from dcm_lightning.moving_shapes.datasets import PromptCase
+from dcm_lightning.sampling import denoiser, ode_trajectory, seeded_noise
+from dcm_lightning.teachers.base import VideoModel, module_fingerprint
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -47,16 +47,6 @@ def sha256_file(path: Path) -> str:
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()
-
-
-def module_fingerprint(module: nn.Module) -> str:
-    """sha256 over a network's parameter names, shapes and values: the teacher's identity."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 
@@ -122,7 +112,7 @@ class CacheSpec:
 
 
 def cache_spec(
-    teacher: VideoTeacher,
+    teacher: VideoModel,
     cases: Sequence[PromptCase],
     kept_indices: Sequence[int],
     dtype: str = "float32",
@@ -194,7 +184,7 @@ class TrajectoryCache:
 
     def build(
         self,
-        teacher: VideoTeacher,
+        teacher: VideoModel,
         cases: Sequence[PromptCase],
         batch_size: int = 16,
         rank: int = 0,
@@ -216,9 +206,10 @@ class TrajectoryCache:
             members = [cases[i] for i in self.spec.shard_range(shard)]
             for first in range(0, len(members), batch_size):
                 batch = members[first : first + batch_size]
-                noise = seeded_noise([c.seed for c in batch], teacher.latent_shape())
+                noise = seeded_noise([c.seed for c in batch], teacher.latent_shape()).to(teacher.device)
                 condition = teacher.encode_prompts([c.prompt for c in batch])
-                trajectory = teacher_trajectory(teacher, noise.to(teacher.device), condition)
+                denoise = denoiser(teacher, condition)
+                trajectory = ode_trajectory(denoise, teacher.parameterization, noise, teacher.sigmas())
                 # Hold only the kept states: a 720p Hunyuan state is ~15 MB per sample.
                 states = {p: x.to(dtype) for p, x in enumerate(trajectory) if p in positions}
                 kept = torch.stack([states[p] for p in positions], dim=1)  # b k c f h w

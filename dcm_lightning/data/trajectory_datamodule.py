@@ -20,15 +20,15 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from dcm_lightning.data.latent_folder import LatentFolder, write_moving_shapes_latents
-from dcm_lightning.data.loaders import stream_loader, validation_prompts
-from dcm_lightning.data.moving_shapes.datasets import training_suite
-from dcm_lightning.data.moving_shapes.render import clip_seed
+from dcm_lightning.data.loaders import stream_loader
 from dcm_lightning.data.prompt_file import prompt_file_suite
 from dcm_lightning.data.trajectory_cache import TrajectoryCache, cache_spec
 from dcm_lightning.diffusion import sigma_at
 from dcm_lightning.diffusion.phases import CLEAN_INDEX
 from dcm_lightning.errors import UserError
-from dcm_lightning.teachers.base import VideoTeacher
+from dcm_lightning.moving_shapes.datasets import training_suite
+from dcm_lightning.randomness import clip_seed
+from dcm_lightning.teachers.base import VideoModel
 
 STREAM_LENGTH = 1 << 40  # items of the endless, deterministic training stream
 
@@ -36,12 +36,13 @@ STREAM_LENGTH = 1 << 40  # items of the endless, deterministic training stream
 class TrajectoryConsumer(Protocol):
     """What the data module needs from the LightningModule it feeds."""
 
-    teacher: VideoTeacher
+    teacher: VideoModel
+
+    needs_clean_sample: bool  # add "x_clean" to each batch: the trajectory's end state (σ = 0) from the
+    # cache, or the data latent itself for the latent source
+    optimizer_steps_per_batch: int  # global steps per batch (2 for the detail expert's G and D steps)
 
     def training_indices(self) -> list[int]: ...
-
-    # Optional: ``needs_clean_sample = True`` adds "x_clean" to each batch — the trajectory's end state
-    # (σ = 0) from the cache, or the data latent itself for the latent source.
 
 
 def draw_index(indices: list[int], seed: int, item: int) -> int:
@@ -98,7 +99,7 @@ class CachedPairs(Dataset):
 class NoisedLatents(Dataset):
     """Item k: a data latent noised to grid point n, x_n = a_n·x0 + b_n·ε (the official recipe)."""
 
-    def __init__(self, latents: LatentFolder, indices: list[int], seed: int, teacher: VideoTeacher) -> None:
+    def __init__(self, latents: LatentFolder, indices: list[int], seed: int, teacher: VideoModel) -> None:
         self.latents, self.indices, self.seed = latents, indices, seed
         self.parameterization, self.sigmas = teacher.parameterization, teacher.sigmas()
         self.order = EpochOrder(len(latents), len(latents), seed)
@@ -116,7 +117,7 @@ class NoisedLatents(Dataset):
 
 
 class TrajectoryDataModule(L.LightningDataModule):
-    """Distillation data (DESIGN.md §3 "TrajectoryDataModule").
+    """Distillation data (docs/design.md §3 "TrajectoryDataModule").
 
     Args:
         source: "cache" — the teacher's ODE trajectories from prompts, cached on disk and reused by every
@@ -137,7 +138,6 @@ class TrajectoryDataModule(L.LightningDataModule):
         num_latents: clips rendered into a missing ``latents_dir``.
         batch_size: samples per training step.
         seed: draws the grid index and order of every training item (and the noise of source "latents").
-        num_val_prompts: prompts sampled with the student at each validation (one seed each).
         num_workers: DataLoader worker processes.
     """
 
@@ -156,7 +156,6 @@ class TrajectoryDataModule(L.LightningDataModule):
         num_latents: int = 1024,
         batch_size: int = 16,
         seed: int = 0,
-        num_val_prompts: int = 16,
         num_workers: int = 0,
     ) -> None:
         super().__init__()
@@ -175,7 +174,6 @@ class TrajectoryDataModule(L.LightningDataModule):
         self.num_latents = num_latents
         self.batch_size = batch_size
         self.seed = seed
-        self.num_val_prompts = num_val_prompts
         self.num_workers = num_workers
         self.cache: TrajectoryCache | None = None
         self.latents: LatentFolder | None = None
@@ -195,7 +193,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         if kept is None:
             kept = list(range(teacher.num_steps - 1, CLEAN_INDEX - 1, -1))
         needed = {i for n in consumer.training_indices() for i in (n, n - 1)}
-        needed |= {CLEAN_INDEX} if getattr(consumer, "needs_clean_sample", False) else set()
+        needed |= {CLEAN_INDEX} if consumer.needs_clean_sample else set()
         missing = sorted(needed - set(kept), reverse=True)
         if missing:
             raise UserError(
@@ -251,7 +249,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         consumer = self.trainer.lightning_module
         indices = consumer.training_indices()
         if self.source == "cache":
-            dataset = CachedPairs(self.cache, indices, self.seed, getattr(consumer, "needs_clean_sample", False))
+            dataset = CachedPairs(self.cache, indices, self.seed, consumer.needs_clean_sample)
         else:
             dataset = NoisedLatents(self.latents, indices, self.seed, consumer.teacher)
         # Item k of the stream is the same in every run; a resumed run continues after the last item
@@ -261,7 +259,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         per_step = trainer.accumulate_grad_batches * self.batch_size * strategy.world_size
         # global_step counts optimizer steps; a GAN module takes two (G and D) per batch. The stream
         # ends at the run's last batch, so the progress bar counts batches to the end of the run.
-        steps_per_batch = getattr(consumer, "optimizer_steps_per_batch", 1)
+        steps_per_batch = consumer.optimizer_steps_per_batch
         batches = trainer.global_step // steps_per_batch
         end = STREAM_LENGTH if trainer.max_steps < 0 else -(-trainer.max_steps // steps_per_batch) * per_step
         offset = strategy.global_rank * self.batch_size
@@ -277,13 +275,10 @@ class TrajectoryDataModule(L.LightningDataModule):
         data latents) whatever the index, so that batches at several indices differ only in noise
         level (the per-noise-level diagnostics). Call after ``setup("fit")``."""
         if self.source == "cache":
-            dataset = CachedPairs(self.cache, [index], seed, getattr(consumer, "needs_clean_sample", False))
+            dataset = CachedPairs(self.cache, [index], seed, consumer.needs_clean_sample)
         else:
             dataset = NoisedLatents(self.latents, [index], seed, consumer.teacher)
         return default_collate([dataset[item] for item in range(size)])
-
-    def val_dataloader(self) -> DataLoader:
-        return validation_prompts(self.num_val_prompts, self.seed + 1)
 
 
 class _RankInterleaved:

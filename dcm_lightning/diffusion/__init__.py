@@ -1,7 +1,7 @@
 """Schedules, grids, parameterizations and the deterministic jump: pure functions, no modules."""
 
 from dcm_lightning.diffusion.grids import (
-    boundary_sigma,
+    DEFAULT_BOUNDARY_INDEX,
     grid_sigma,
     shifted_sigma,
     sigma_at,
@@ -16,7 +16,7 @@ __all__ = [
     "FlowMatching",
     "Parameterization",
     "VPrediction",
-    "boundary_sigma",
+    "DEFAULT_BOUNDARY_INDEX",
     "classifier_free_guidance",
     "ddim_jump",
     "renoise",

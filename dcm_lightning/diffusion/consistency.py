@@ -1,4 +1,4 @@
-"""The phased consistency target of DESIGN.md §2, as pure functions of denoisers.
+"""The phased consistency target of docs/design.md §2, as pure functions of denoisers.
 
 A denoiser maps (x: b c f h w, σ: (b,)) to (x̂0, ε̂); the student, its target network and the
 teacher are all wrapped into this one signature, so the math never sees a module.

@@ -1,4 +1,4 @@
-"""The teacher's shifted flow-matching grid with the paper's indexing (DESIGN.md §2 "Grid")."""
+"""The teacher's shifted flow-matching grid with the paper's indexing (docs/design.md §2 "Grid")."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ import torch
 from torch import Tensor
 
 from dcm_lightning.errors import UserError
+
+# κ when a config gives none: the official HunyuanVideo DCM boundary on a 50-step grid (σ_b = σ_37).
+DEFAULT_BOUNDARY_INDEX = 37
 
 
 def shifted_sigma(t: Tensor | float, shift: float) -> Tensor:
@@ -49,9 +52,3 @@ def validate_boundary_index(kappa: int, num_steps: int) -> int:
             f"the expert boundary κ = {kappa} is outside the grid; it must satisfy 0 < κ < {num_steps - 1}."
         )
     return kappa
-
-
-def boundary_sigma(kappa: int, num_steps: int, shift: float) -> float:
-    """σ_b = σ_κ: the semantic expert owns (σ_b, 1], the detail expert [0, σ_b]."""
-    validate_boundary_index(kappa, num_steps)
-    return float(grid_sigma(kappa, num_steps, shift))

@@ -1,4 +1,4 @@
-"""Network-output conventions, converted at the adapter boundary into (x̂0, ε̂) (DESIGN.md §2).
+"""Network-output conventions, converted at the adapter boundary into (x̂0, ε̂) (docs/design.md §2).
 
 A noise level is a float tensor shaped to broadcast against the sample, e.g. ``(b, 1, 1, 1, 1)``.
 Flow matching uses σ ∈ [0, 1] directly; VP teachers use σ = t / (T − 1) for their discrete

@@ -1,4 +1,4 @@
-"""Which grid points an expert owns and where each of its phases ends (DESIGN.md §2).
+"""Which grid points an expert owns and where each of its phases ends (docs/design.md §2).
 
 Grid indices follow the paper: i ∈ {0..N−1} is σ_i = σ((i + 1) / N), and index −1 stands for the
 appended σ = 0. An expert owns the samples at indices ``first..last`` (inclusive) and integrates
@@ -7,7 +7,9 @@ them down to ``end``; PCM-style phases split that range so that every phase has 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Literal
 
 from dcm_lightning.diffusion.grids import validate_boundary_index
 from dcm_lightning.errors import UserError
@@ -105,22 +107,52 @@ def phased_step_indices(segment: Segment, num_steps: int) -> list[int]:
 
 
 def dual_expert_step_indices(kappa: int, grid_steps: int, semantic_steps: int, detail_steps: int) -> list[int]:
-    """DCM's schedule: uniform within each expert's range, semantic steps first (DESIGN.md §2
+    """DCM's schedule: uniform within each expert's range, semantic steps first (docs/design.md §2
     "Sampling"; official Hunyuan 2 + 2 at κ = 37 visits indices 49, 43 | 37, 18, then σ = 0)."""
     return uniform_step_indices(semantic_segment(kappa, grid_steps), semantic_steps) + uniform_step_indices(
         detail_segment(kappa, grid_steps), detail_steps
     )
 
 
-def schedule_indices(rule: dict, grid_steps: int, num_steps: int) -> list[int]:
-    """A student's ``num_steps`` schedule from its stored rule — ``{"rule": "dual_expert",
-    "boundary_index": κ}`` (SemE / DCM) or ``{"rule": "phased", "num_phases": P}`` (LCM / PCM) — so a
-    training module and an exported student sample the same grid points."""
-    if rule["rule"] == "dual_expert":
-        if num_steps < 2:
-            raise UserError(f"a dual-expert schedule needs at least 2 steps (one per expert), got {num_steps}.")
-        semantic = num_steps // 2
-        return dual_expert_step_indices(rule["boundary_index"], grid_steps, semantic, num_steps - semantic)
-    if rule["rule"] == "phased":
-        return phased_step_indices(whole_trajectory(grid_steps, rule["num_phases"]), num_steps)
-    raise UserError(f"unknown sampling schedule {rule['rule']!r}.")
+@dataclass(frozen=True)
+class Schedule:
+    """How a student places its sampling steps on the teacher's grid; saved with an export, so a
+    training module and an exported student sample the same grid points.
+
+    Args:
+        rule: "dual_expert" (SemE / DCM / VCM: half the steps on each side of κ) or "phased" (LCM / PCM).
+        boundary_index: κ, for "dual_expert": the only place an exported student keeps it.
+        num_phases: P, for "phased".
+    """
+
+    rule: Literal["dual_expert", "phased"]
+    boundary_index: int | None = None
+    num_phases: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.rule not in ("dual_expert", "phased"):
+            raise UserError(f"unknown sampling schedule {self.rule!r}.")
+
+    @classmethod
+    def dual_expert(cls, boundary_index: int) -> Schedule:
+        return cls("dual_expert", boundary_index=boundary_index)
+
+    @classmethod
+    def phased(cls, num_phases: int) -> Schedule:
+        return cls("phased", num_phases=num_phases)
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Schedule:
+        return cls(**values)
+
+    def indices(self, grid_steps: int, num_steps: int) -> list[int]:
+        """The grid indices a ``num_steps`` sampler visits (then σ = 0)."""
+        if self.rule == "dual_expert":
+            if num_steps < 2:
+                raise UserError(f"a dual-expert schedule needs at least 2 steps (one per expert), got {num_steps}.")
+            semantic = num_steps // 2
+            return dual_expert_step_indices(self.boundary_index, grid_steps, semantic, num_steps - semantic)
+        return phased_step_indices(whole_trajectory(grid_steps, self.num_phases), num_steps)

@@ -33,9 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dcm_lightning.data.moving_shapes import MovingShapesSpec, ShapeAttributes, analyze_clip
-from dcm_lightning.data.moving_shapes.analyzer import MIN_TRAVEL_PIXELS, ClipAnalysis, bright_region, track_travel
-from dcm_lightning.data.moving_shapes.vocabulary import COLORS
+from dcm_lightning.moving_shapes import MovingShapesSpec, ShapeAttributes, analyze_clip
+from dcm_lightning.moving_shapes.analyzer import MIN_TRAVEL_PIXELS, ClipAnalysis, bright_region, track_travel
+from dcm_lightning.moving_shapes.vocabulary import COLORS
 
 QUALITY_WEIGHTS: dict[str, float] = {
     "subject_consistency": 1.0,

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from dcm_lightning.data.moving_shapes import MovingShapesSpec, ShapeAttributes, analyze_clip
+from dcm_lightning.moving_shapes import MovingShapesSpec, ShapeAttributes, analyze_clip
 
 ATTRIBUTES = ("shape", "color", "texture", "direction")
 

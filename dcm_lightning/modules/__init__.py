@@ -1,4 +1,4 @@
-"""LightningModules: they coordinate; the math lives in diffusion/, losses.py and sampling.py."""
+"""Training LightningModules: they coordinate; the math lives in diffusion/, losses.py and sampling.py."""
 
 from dcm_lightning.modules.consistency import (
     ConsistencyDistillationModule,
@@ -7,14 +7,11 @@ from dcm_lightning.modules.consistency import (
     VanillaConsistencyModule,
 )
 from dcm_lightning.modules.dete import DetEModule
-from dcm_lightning.modules.evaluation import EvaluatedModel, MiniBenchModule
 from dcm_lightning.modules.teacher import TeacherModule
 
 __all__ = [
     "ConsistencyDistillationModule",
     "DetEModule",
-    "EvaluatedModel",
-    "MiniBenchModule",
     "PhasedConsistencyModule",
     "SemEModule",
     "TeacherModule",

@@ -1,9 +1,9 @@
-"""Phased consistency distillation of a single-model student (DESIGN.md §2).
+"""Phased consistency distillation of a single-model student (docs/design.md §2).
 
 ``ConsistencyDistillationModule`` holds what every single-model student shares: the frozen teacher,
 the student initialized from it, the stop-gradient target network, the pseudo-Huber and temporal
-coherence losses, AdamW and the validation samples. Its subclasses only say which grid points the
-student owns and how it samples: ``SemEModule`` (DCM's semantic expert on (σ_b, 1]) and
+coherence losses, AdamW and ``sample`` (the student's videos, for callbacks). Its subclasses only say which grid
+points the student owns and how it samples: ``SemEModule`` (DCM's semantic expert on (σ_b, 1]) and
 ``PhasedConsistencyModule`` (the LCM / PCM baselines over the whole trajectory). ``DetEModule``
 (dete.py) adds its adversarial step on top of the same consistency step.
 """
@@ -18,25 +18,18 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from dcm_lightning.checkpoints import MODULE_KEY, load_teacher, teacher_reference
-from dcm_lightning.data.moving_shapes import TextCondition
-from dcm_lightning.data.trajectory_cache import module_fingerprint
-from dcm_lightning.diffusion import sigma_at
-from dcm_lightning.diffusion.consistency import Denoiser, consistency_target, jump
-from dcm_lightning.diffusion.phases import (
-    Segment,
-    schedule_indices,
-    semantic_segment,
-    split_trajectory,
-    whole_trajectory,
-)
+from dcm_lightning.checkpoints import MODULE_KEY
+from dcm_lightning.conditioning import TextCondition
+from dcm_lightning.diffusion import DEFAULT_BOUNDARY_INDEX, sigma_at
+from dcm_lightning.diffusion.consistency import jump
+from dcm_lightning.diffusion.phases import Schedule, Segment, semantic_segment, split_trajectory, whole_trajectory
 from dcm_lightning.distributed import data_parallel_mesh, shard_network
 from dcm_lightning.errors import UserError
-from dcm_lightning.evaluation.sample_check import log_sample_check
-from dcm_lightning.losses import pseudo_huber, temporal_coherence
+from dcm_lightning.losses import consistency_loss
 from dcm_lightning.networks.ema import ExponentialMovingAverage
-from dcm_lightning.sampling import sample_few_step, seeded_noise
-from dcm_lightning.teachers.base import VideoTeacher
+from dcm_lightning.sampling import denoiser, student_sampler
+from dcm_lightning.teachers.base import VideoModel, module_fingerprint
+from dcm_lightning.teachers.loading import load_teacher, teacher_reference
 from dcm_lightning.teachers.pretrained import DiffusersTeacherConfig
 
 
@@ -51,16 +44,6 @@ class ConsistencyStep:
     student_end: Tensor  # x̂_e, with gradient
     target: Tensor  # y, without gradient
     losses: dict[str, Tensor]
-
-
-def denoiser(model: VideoTeacher, condition: TextCondition, guidance_scale: float | None = None) -> Denoiser:
-    """The (x, σ) → (x̂0, ε̂) view of a teacher adapter (or of a student, which is one)."""
-
-    def denoise(x: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor]:
-        prediction = model.predict(x, sigma, condition, guidance_scale=guidance_scale)
-        return prediction.x0, prediction.eps
-
-    return denoise
 
 
 class ConsistencyDistillationModule(L.LightningModule, abc.ABC):
@@ -81,10 +64,13 @@ class ConsistencyDistillationModule(L.LightningModule, abc.ABC):
         tc_lag: lag l (latent frames) of the temporal coherence loss.
         tc_weight: weight of the temporal coherence loss; 0 turns it off.
         learning_rate, weight_decay, betas: AdamW over the student (clipping: ``trainer.gradient_clip_val``).
-        val_steps: sampling steps of the student's validation samples.
+        val_steps: the student's default sampling steps (samples during training, ``sample``, export).
         activation_checkpointing: recompute each transformer block's activations in backward (teacher
             and student), trading compute for memory (the real-teacher configs turn it on).
     """
+
+    needs_clean_sample: bool = False  # batches carry "x_clean", the trajectory's end (σ = 0)
+    optimizer_steps_per_batch: int = 1  # Lightning's global_step advances this much per batch
 
     def __init__(
         self,
@@ -116,7 +102,7 @@ class ConsistencyDistillationModule(L.LightningModule, abc.ABC):
 
     # ---- what a subclass says ----------------------------------------------------------------
 
-    def build_student(self) -> VideoTeacher:
+    def build_student(self) -> VideoModel:
         """The network being distilled, behind the teacher interface: by default a copy of the teacher."""
         return self.teacher.student_copy()
 
@@ -127,13 +113,18 @@ class ConsistencyDistillationModule(L.LightningModule, abc.ABC):
     def training_segment(self) -> Segment:
         """The grid points this student is trained on and where each phase ends."""
 
+    @property
     @abc.abstractmethod
-    def schedule_rule(self) -> dict:
-        """How this student's sampler places its steps (see ``schedule_indices``); saved on export."""
+    def schedule(self) -> Schedule:
+        """How this student's sampler places its steps; saved on export."""
 
     def sampling_indices(self, num_steps: int) -> list[int]:
         """The grid indices a ``num_steps`` sampler of this student visits (then σ = 0)."""
-        return schedule_indices(self.schedule_rule(), self.teacher.num_steps, num_steps)
+        return self.schedule.indices(self.teacher.num_steps, num_steps)
+
+    def student_kwargs(self) -> dict:
+        """What every training call of the student network adds (the detail expert: which expert)."""
+        return {}
 
     def training_indices(self) -> list[int]:
         """Grid indices n the data module draws training states at; each needs the state at n − 1 too."""
@@ -170,8 +161,8 @@ class ConsistencyDistillationModule(L.LightningModule, abc.ABC):
         return jump(denoiser(self.teacher, condition), self.teacher.parameterization, x_n, sigma_n, sigma_prev)
 
     def consistency_step(self, batch: dict) -> ConsistencyStep:
-        """DESIGN.md §2: student x̂_e = jump(x_n, σ_n → σ_e); target y = jump(x_{n−1}, σ_{n−1} → σ_e)
-        with the stop-gradient target network; pseudo-Huber(x̂_e, y) + w·L_TC(x̂_e, y)."""
+        """``losses.consistency_loss`` on a batch: states x_n at grid indices n, the teacher's x_{n−1}
+        (from the cache, or one online teacher step), each sample's phase end σ_e."""
         x_n = batch["x_n"]  # b c f h w
         index = batch["index"]  # (b,) grid indices n
         condition = TextCondition(batch["text_embeds"], batch["text_mask"].bool(), batch.get("text_pooled"))
@@ -180,16 +171,22 @@ class ConsistencyDistillationModule(L.LightningModule, abc.ABC):
         x_prev = batch.get("x_prev")
         if x_prev is None:
             x_prev = self.teacher_step(x_n, sigma_n, sigma_prev, condition)
-        parameterization = self.teacher.parameterization
-        student_end = jump(denoiser(self.student, condition), parameterization, x_n, sigma_n, sigma_end)
         target_model = self.student if self.target_ema is None else self.target_ema.average
-        target = consistency_target(denoiser(target_model, condition), parameterization, x_prev, sigma_prev, sigma_end)
-        losses = {"huber": pseudo_huber(student_end, target, self.hparams.huber_c)}
-        losses["loss"] = losses["huber"]
-        if self.hparams.tc_weight:
-            losses["tc"] = temporal_coherence(student_end, target, self.hparams.tc_lag)
-            losses["loss"] = losses["loss"] + self.hparams.tc_weight * losses["tc"]
-        return ConsistencyStep(condition, x_n, sigma_n, sigma_end, student_end, target, losses)
+        hp = self.hparams
+        result = consistency_loss(
+            denoiser(self.student, condition, **self.student_kwargs()),
+            denoiser(target_model, condition, **self.student_kwargs()),
+            self.teacher.parameterization,
+            x_n,
+            x_prev,
+            sigma_n,
+            sigma_prev,
+            sigma_end,
+            hp.huber_c,
+            hp.tc_lag,
+            hp.tc_weight,
+        )
+        return ConsistencyStep(condition, x_n, sigma_n, sigma_end, result.student_end, result.target, result.terms)
 
     def consistency_losses(self, batch: dict) -> dict[str, Tensor]:
         return self.consistency_step(batch).losses
@@ -213,13 +210,13 @@ class ConsistencyDistillationModule(L.LightningModule, abc.ABC):
             betas=tuple(self.hparams.betas),
         )
 
-    # ---- validation ----------------------------------------------------------------------------
+    # ---- samples (for callbacks: the tiny tier's OracleSamples) ---------------------------------
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        noise = seeded_noise(batch["seed"].tolist(), self.student.latent_shape()).to(self.device)
-        condition = self.student.encode_prompts(batch["prompt"])
-        latents = sample_few_step(self.student, noise, condition, self.sampling_indices(self.hparams.val_steps))
-        log_sample_check(self, self.student.decode(latents), batch["prompt"], self.student.spec, batch_idx)
+    @torch.no_grad()
+    def sample(self, prompts: list[str], seeds: list[int], steps: int | None = None) -> Tensor:
+        """Videos (b c f h w in [0, 1]) of the student's ``steps``-step sampler (default ``val_steps``),
+        each from the seeded noise of its seed."""
+        return student_sampler(self.student, self.schedule, steps or self.hparams.val_steps).videos(prompts, seeds)
 
     # ---- the hidden teacher follows the module; checkpoints name it by fingerprint ---------------
 
@@ -252,7 +249,13 @@ class SemEModule(ConsistencyDistillationModule):
         tc_weight: weight of the temporal coherence loss (DCM: 1).
     """
 
-    def __init__(self, boundary_index: int = 37, num_phases: int = 1, tc_weight: float = 1.0, **kwargs) -> None:
+    def __init__(
+        self,
+        boundary_index: int = DEFAULT_BOUNDARY_INDEX,
+        num_phases: int = 1,
+        tc_weight: float = 1.0,
+        **kwargs,
+    ) -> None:
         self.boundary_index = boundary_index
         self.num_phases = num_phases
         super().__init__(tc_weight=tc_weight, **kwargs)
@@ -260,13 +263,14 @@ class SemEModule(ConsistencyDistillationModule):
     def training_segment(self) -> Segment:
         return semantic_segment(self.boundary_index, self.teacher.num_steps, self.num_phases)
 
-    def schedule_rule(self) -> dict:
+    @property
+    def schedule(self) -> Schedule:
         # DCM's split schedule; until a detail expert exists, this student also runs the detail steps.
-        return {"rule": "dual_expert", "boundary_index": self.boundary_index}
+        return Schedule.dual_expert(self.boundary_index)
 
 
 class VanillaConsistencyModule(ConsistencyDistillationModule):
-    """The ablation's VCM (DESIGN.md §2 "Ablation rows"): one full-parameter student over the whole
+    """The ablation's VCM (docs/design.md §2 "Ablation rows"): one full-parameter student over the whole
     trajectory with DCM's phase ends (σ_b and 0) and DCM's 2 + 2 sampler — DCM without the decoupling
     into a semantic and a detail expert.
 
@@ -274,15 +278,16 @@ class VanillaConsistencyModule(ConsistencyDistillationModule):
         boundary_index: κ, where the two phases meet (as SemE's).
     """
 
-    def __init__(self, boundary_index: int = 37, **kwargs) -> None:
+    def __init__(self, boundary_index: int = DEFAULT_BOUNDARY_INDEX, **kwargs) -> None:
         self.boundary_index = boundary_index
         super().__init__(**kwargs)
 
     def training_segment(self) -> Segment:
         return split_trajectory(self.boundary_index, self.teacher.num_steps)
 
-    def schedule_rule(self) -> dict:
-        return {"rule": "dual_expert", "boundary_index": self.boundary_index}
+    @property
+    def schedule(self) -> Schedule:
+        return Schedule.dual_expert(self.boundary_index)
 
 
 class PhasedConsistencyModule(ConsistencyDistillationModule):
@@ -300,5 +305,6 @@ class PhasedConsistencyModule(ConsistencyDistillationModule):
     def training_segment(self) -> Segment:
         return whole_trajectory(self.teacher.num_steps, self.num_phases)
 
-    def schedule_rule(self) -> dict:
-        return {"rule": "phased", "num_phases": self.num_phases}
+    @property
+    def schedule(self) -> Schedule:
+        return Schedule.phased(self.num_phases)

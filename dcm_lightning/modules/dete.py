@@ -1,34 +1,113 @@
-"""DetEModule: DCM's detail expert (DESIGN.md §2) — LoRA + Ψ on the frozen semantic expert, trained on
+"""DetEModule: DCM's detail expert (docs/design.md §2) — LoRA + Ψ on the frozen semantic expert, trained on
 [0, σ_b] with the consistency loss plus an adversarial and a feature-matching term against the frozen
 teacher's features; manual optimization, one generator step then one discriminator step per batch."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import Tensor
 
 from dcm_lightning.checkpoints import MODULE_KEY, read_lightning_checkpoint
-from dcm_lightning.data.trajectory_cache import module_fingerprint
 from dcm_lightning.diffusion import renoise
 from dcm_lightning.diffusion.consistency import jump
-from dcm_lightning.diffusion.phases import Segment, detail_segment
+from dcm_lightning.diffusion.phases import Schedule, Segment, detail_segment
 from dcm_lightning.errors import UserError
 from dcm_lightning.experts import DualExpertNetwork
-from dcm_lightning.losses import (
-    feature_matching,
-    hinge_discriminator_loss,
-    hinge_generator_loss,
-    non_saturating_generator_loss,
-)
-from dcm_lightning.modules.consistency import ConsistencyDistillationModule, ConsistencyStep, denoiser
+from dcm_lightning.losses import adversarial_losses, hinge_generator_loss, non_saturating_generator_loss
+from dcm_lightning.modules.consistency import ConsistencyDistillationModule, ConsistencyStep
 from dcm_lightning.networks.discriminator import FeatureDiscriminator, feature_layers
 from dcm_lightning.randomness import run_seed, step_generator
-from dcm_lightning.teachers.base import VideoTeacher
+from dcm_lightning.sampling import denoiser
+from dcm_lightning.teachers.base import VideoModel, module_fingerprint
 
 STUDENT_PREFIX = "student.network."
+
+
+@dataclass
+class DetailExpertSpec:
+    """How the detail expert is built on the frozen semantic network.
+
+    Args:
+        mode: "lora" — LoRA adapters + Ψ (DCM); "full" — a full-parameter second expert (the ablation's
+            "+OD" row).
+        lora_rank, lora_alpha: the adapters' r and α (official DCM: 128, 256).
+        lora_targets: the projections that get adapters (None: the teacher adapter's, diffusers'
+            to_q, to_k, to_v, to_out.0).
+        psi_modules: the timestep-dependent modules Ψ the detail expert re-learns as trainable copies
+            (None: the teacher adapter's, e.g. the tiny teacher's embedders, output modulation and output
+            layers; []: adapters only; experiments/psi/README.md compares choices).
+    """
+
+    mode: Literal["lora", "full"] = "lora"
+    lora_rank: int = 16
+    lora_alpha: float = 32.0
+    lora_targets: list[str] | None = None
+    psi_modules: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("lora", "full"):
+            raise UserError(f"detail.mode must be 'lora' or 'full', got {self.mode!r}.")
+
+
+@dataclass
+class AdversarialSpec:
+    """The GAN on the frozen teacher's features (docs/design.md §2 "GAN + feature matching").
+
+    Args:
+        loss: the generator's GAN term, "hinge" or "non_saturating".
+        weight: λ_adv (official 0.1·5 = 0.5); 0 together with ``feature_matching_weight`` 0 turns the
+            GAN off (the ablation's rows without it).
+        feature_matching_weight: λ_fm (official 0.1·1 for Hunyuan, 0.1·10 for Wan).
+        real_source: what the discriminator sees as real — "target" (the consistency target, official
+            code), "ema" (the EMA student's phase-end prediction, the paper; needs ``target_network:
+            ema``) or "teacher" (the end state σ = 0 of the teacher's own trajectory through x_n, from
+            the cache — or the data latent for the latent source; the tiny tier's choice, see
+            experiments/dete/README.md).
+    """
+
+    loss: Literal["hinge", "non_saturating"] = "hinge"
+    weight: float = 0.5
+    feature_matching_weight: float = 0.1
+    real_source: Literal["target", "ema", "teacher"] = "target"
+
+    def __post_init__(self) -> None:
+        if self.loss not in ("hinge", "non_saturating"):
+            raise UserError(f"adversarial.loss must be 'hinge' or 'non_saturating', got {self.loss!r}.")
+        if self.real_source not in ("target", "ema", "teacher"):
+            raise UserError(f"adversarial.real_source must be 'target', 'ema' or 'teacher', got {self.real_source!r}.")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.weight or self.feature_matching_weight)
+
+
+@dataclass
+class DiscriminatorSpec:
+    """The discriminator heads and their optimizer.
+
+    Args:
+        feature_every: k — a head reads every k-th teacher block (official 2).
+        hidden_dim: width of each head (official 1024).
+        groups: GroupNorm groups of each head.
+        learning_rate, betas: its AdamW (official 1e-5, (0, 0.999)).
+        clip: gradient-norm clipping of its step.
+    """
+
+    feature_every: int = 2
+    hidden_dim: int = 128
+    groups: int = 8
+    learning_rate: float = 1e-5
+    betas: tuple[float, float] = (0.0, 0.999)
+    clip: float = 1.0
+
+
+def _spec(cls, value):
+    """A settings group from the config (the dataclass) or from a checkpoint's hyperparameters (its dict)."""
+    return value if isinstance(value, cls) else cls(**value)
 
 
 class DetEModule(ConsistencyDistillationModule):
@@ -36,85 +115,63 @@ class DetEModule(ConsistencyDistillationModule):
 
     Args:
         semantic_checkpoint: the SemEModule ``.ckpt`` whose student becomes the frozen semantic expert.
-        detail_mode: "lora" — LoRA adapters + Ψ (DCM); "full" — a full-parameter second expert (the
-            ablation's "+OD" row).
-        lora_rank, lora_alpha, lora_targets: the adapters (targets None: the teacher adapter's; official
-            DCM: r 128, α 256 on to_q, to_k, to_v, to_out.0).
-        psi_modules: the timestep-dependent modules Ψ the detail expert re-learns as trainable copies
-            (None: the teacher adapter's, e.g. the tiny teacher's embedders, output modulation and
-            output layers; []: adapters only; experiments/psi/README.md compares choices).
-        feature_every: k — the discriminator reads every k-th teacher block (official 2).
-        adversarial_loss: the generator's GAN term, "hinge" or "non_saturating".
-        adversarial_weight: λ_adv (official 0.1·5 = 0.5).
-        feature_matching_weight: λ_fm (official 0.1·1 for Hunyuan, 0.1·10 for Wan).
-        real_source: what the discriminator sees as real — "target" (the consistency target, official
-            code), "ema" (the EMA student's phase-end prediction, the paper; needs
-            ``target_network: ema``) or "teacher" (the end state σ = 0 of the teacher's own trajectory
-            through x_n, from the cache — or the data latent for the latent source; neither paper nor
-            official code: the tiny tier's choice, see experiments/dete/README.md).
-        generator_clip, discriminator_clip: gradient-norm clipping of each step (manual optimization).
-        discriminator_hidden_dim: width of each discriminator head (official 1024).
-        discriminator_learning_rate, discriminator_betas: the discriminator's AdamW (official 1e-5, (0, 0.999)).
+        detail: how the detail expert is built (``DetailExpertSpec``).
+        adversarial: the GAN and feature-matching terms (``AdversarialSpec``).
+        discriminator: the discriminator heads and their optimizer (``DiscriminatorSpec``).
+        generator_clip: gradient-norm clipping of the detail expert's step (manual optimization clips
+            each step itself; ``trainer.gradient_clip_val`` does not apply).
+        **kwargs: the consistency settings of ``ConsistencyDistillationModule`` (learning_rate …).
     """
 
     def __init__(
         self,
         semantic_checkpoint: str,
-        detail_mode: Literal["lora", "full"] = "lora",
-        lora_rank: int = 16,
-        lora_alpha: float = 32.0,
-        lora_targets: Sequence[str] | None = None,
-        psi_modules: Sequence[str] | None = None,
-        feature_every: int = 2,
-        adversarial_loss: Literal["hinge", "non_saturating"] = "hinge",
-        adversarial_weight: float = 0.5,
-        feature_matching_weight: float = 0.1,
-        real_source: Literal["target", "ema", "teacher"] = "target",
+        detail: DetailExpertSpec = DetailExpertSpec(),
+        adversarial: AdversarialSpec = AdversarialSpec(),
+        discriminator: DiscriminatorSpec = DiscriminatorSpec(),
         generator_clip: float = 1.0,
-        discriminator_clip: float = 1.0,
-        discriminator_hidden_dim: int = 128,
-        discriminator_learning_rate: float = 1e-5,
-        discriminator_betas: tuple[float, float] = (0.0, 0.999),
         **kwargs,
     ) -> None:
+        self.detail = _spec(DetailExpertSpec, detail)
+        self.adversarial = _spec(AdversarialSpec, adversarial)
+        self.discriminator_spec = _spec(DiscriminatorSpec, discriminator)
+        # Plain dicts in the checkpoint's hyperparameters (``save_hyperparameters`` reads these locals),
+        # so that a checkpoint loads with ``weights_only``.
+        detail, adversarial, discriminator = (
+            dataclasses.asdict(x) for x in (self.detail, self.adversarial, self.discriminator_spec)
+        )
         self._semantic = _read_semantic_checkpoint(semantic_checkpoint)
         self.boundary_index = self._semantic["boundary_index"]
-        if adversarial_loss not in ("hinge", "non_saturating"):
-            raise UserError(f"adversarial_loss must be 'hinge' or 'non_saturating', got {adversarial_loss!r}.")
-        if real_source not in ("target", "ema", "teacher"):
-            raise UserError(f"real_source must be 'target', 'ema' or 'teacher', got {real_source!r}.")
-        if real_source == "ema" and kwargs.get("target_network", "online") != "ema":
-            raise UserError("real_source: ema uses the EMA student, so it needs target_network: ema.")
+        if self.adversarial.real_source == "ema" and kwargs.get("target_network", "online") != "ema":
+            raise UserError("adversarial.real_source: ema uses the EMA student, so it needs target_network: ema.")
         # The teacher comes with the semantic expert; a resumed run's hyperparameters repeat it.
         if kwargs.pop("teacher", self._semantic["teacher"]) != self._semantic["teacher"]:
             raise UserError("the detail expert uses its semantic checkpoint's teacher; do not set another.")
         super().__init__(teacher=self._semantic["teacher"], **kwargs)
         self.automatic_optimization = False
         self.optimizer_steps_per_batch = 2  # Lightning's global_step counts both the G and the D step
-        self.needs_clean_sample = real_source == "teacher"  # the data module adds "x_clean" to batches
-        network = self.teacher.network
-        self.layers = feature_layers(len(network.blocks), feature_every)
+        self.needs_clean_sample = self.adversarial.real_source == "teacher"
+        network, spec = self.teacher.network, self.discriminator_spec
+        self.layers = feature_layers(len(network.blocks), spec.feature_every)
         self.discriminator = FeatureDiscriminator(
-            network.feature_dim, len(self.layers), hidden_dim=discriminator_hidden_dim, groups=8
+            network.feature_dim, len(self.layers), hidden_dim=spec.hidden_dim, groups=spec.groups
         )
         self._seed = run_seed()
 
     # ---- the student: frozen SemE + detail expert ---------------------------------------------------
 
-    def build_student(self) -> VideoTeacher:
+    def build_student(self) -> VideoModel:
         if self._semantic["teacher_fingerprint"] != module_fingerprint(self.teacher.network):
             raise UserError("the semantic checkpoint was distilled from another teacher than the one it names.")
-        student = self.teacher.student_copy()
+        student, spec = self.teacher.student_copy(), self.detail
         student.network.load_state_dict(self._semantic["network"])
-        sigma_b = self.sigma(torch.tensor(self.boundary_index)).cpu()
         student.network = DualExpertNetwork(
             student.network,
-            list(self.teacher.psi_modules if self.hparams.psi_modules is None else self.hparams.psi_modules),
-            lora_rank=self.hparams.lora_rank,
-            lora_alpha=self.hparams.lora_alpha,
-            lora_targets=list(self.hparams.lora_targets or self.teacher.lora_targets),
-            mode=self.hparams.detail_mode,
-            boundary_timestep=float(self.teacher.parameterization.model_timestep(sigma_b)),
+            list(self.teacher.psi_modules if spec.psi_modules is None else spec.psi_modules),
+            lora_rank=spec.lora_rank,
+            lora_alpha=spec.lora_alpha,
+            lora_targets=list(spec.lora_targets or self.teacher.lora_targets),
+            mode=spec.mode,
         )
         return student
 
@@ -127,8 +184,12 @@ class DetEModule(ConsistencyDistillationModule):
     def training_segment(self) -> Segment:
         return detail_segment(self.boundary_index, self.teacher.num_steps)
 
-    def schedule_rule(self) -> dict:
-        return {"rule": "dual_expert", "boundary_index": self.boundary_index}
+    @property
+    def schedule(self) -> Schedule:
+        return Schedule.dual_expert(self.boundary_index)
+
+    def student_kwargs(self) -> dict:
+        return {"expert": "detail"}  # every training state lies in the detail range [0, σ_b]
 
     # ---- one generator step, then one discriminator step ---------------------------------------------
 
@@ -136,17 +197,20 @@ class DetEModule(ConsistencyDistillationModule):
         """Fake and real re-noised with the same ε to a σ_adv drawn from the detail range, at or
         above each sample's phase end: (fake with gradient, real without, σ_adv)."""
         generator = step_generator(self._seed, self.global_step)
-        draw = torch.randint(0, self.boundary_index + 1, (step.student_end.shape[0],), generator=generator)
-        sigma_adv = torch.maximum(self.sigma(draw), step.sigma_end)  # grid points 0..κ of the detail range
+        detail_range = self.segment.sample_indices()  # grid points 0..κ
+        draw = torch.tensor(detail_range)[
+            torch.randint(len(detail_range), (step.student_end.shape[0],), generator=generator)
+        ]
+        sigma_adv = torch.maximum(self.sigma(draw), step.sigma_end)
         eps = torch.randn(step.student_end.shape, generator=generator).to(step.student_end)
         real_start = step.sigma_end
-        if self.hparams.real_source == "target":
+        if self.adversarial.real_source == "target":
             real_end = step.target
-        elif self.hparams.real_source == "teacher":  # the teacher trajectory's clean end, at σ = 0
+        elif self.adversarial.real_source == "teacher":  # the teacher trajectory's clean end, at σ = 0
             real_end, real_start = batch["x_clean"], torch.zeros_like(step.sigma_end)
         else:  # the EMA student's own phase-end prediction from the same x_n
             with torch.no_grad():
-                ema = denoiser(self.target_ema.average, step.condition)
+                ema = denoiser(self.target_ema.average, step.condition, **self.student_kwargs())
                 real_end = jump(ema, self.teacher.parameterization, step.x_n, step.sigma_n, step.sigma_end)
         end = self._coefficients(sigma_adv)
         fake = renoise(step.student_end, self._coefficients(step.sigma_end), end, eps)
@@ -160,61 +224,43 @@ class DetEModule(ConsistencyDistillationModule):
         """Ω: the frozen teacher's hidden states at the feature layers (conditional branch only)."""
         return self.teacher.predict(x, sigma, step.condition, guidance_scale=1.0, feature_blocks=self.layers).features
 
-    @property
-    def adversarial(self) -> bool:
-        """False when both GAN weights are 0 (the ablation's rows without GAN/FM): then neither the
-        teacher's features nor a discriminator loss are computed."""
-        return bool(self.hparams.adversarial_weight or self.hparams.feature_matching_weight)
-
     def training_step(self, batch: dict, batch_idx: int) -> None:
         optimizer_g, optimizer_d = self.optimizers()
         step = self.consistency_step(batch)
-        if not self.adversarial:
+        if not self.adversarial.enabled:  # the ablation's rows without GAN/FM: no teacher features, no D loss
             self._consistency_only_step(step, optimizer_g, optimizer_d, batch)
             return
         fake, real, sigma_adv = self.adversarial_inputs(step, batch)
         fake_features = self.teacher_features(fake, sigma_adv, step)  # gradient flows to the student
         with torch.no_grad():
             real_features = self.teacher_features(real, sigma_adv, step)
-
-        # Generator: consistency (+ TC) + λ_adv·GAN + λ_fm·feature matching.
-        self.toggle_optimizer(optimizer_g)
-        fake_logits = self.discriminator(fake_features)
-        adversarial = torch.stack([self._generator_term(logits) for logits in fake_logits]).mean()
-        matching = feature_matching(fake_features, real_features)
-        generator_loss = (
-            step.losses["loss"]
-            + self.hparams.adversarial_weight * adversarial
-            + self.hparams.feature_matching_weight * matching
+        gan = adversarial_losses(
+            self.discriminator,
+            fake_features,
+            real_features,
+            self._generator_term,
+            self.adversarial.weight,
+            self.adversarial.feature_matching_weight,
         )
+        # Generator: consistency (+ TC) + λ_adv·GAN + λ_fm·feature matching. Its backward also reaches
+        # the discriminator's weights through the adversarial term; the D step clears those first.
+        generator_loss = step.losses["loss"] + gan.generator
         self._generator_update(optimizer_g, generator_loss)
-        self.untoggle_optimizer(optimizer_g)
-
         # Discriminator: hinge on the G step's features, detached — the teacher runs no second time.
-        self.toggle_optimizer(optimizer_d)
-        real_logits = self.discriminator([f.detach() for f in real_features])
-        fake_logits = self.discriminator([f.detach() for f in fake_features])
-        d_loss = torch.stack(
-            [hinge_discriminator_loss(r, f) for r, f in zip(real_logits, fake_logits, strict=True)]
-        ).mean()
         optimizer_d.zero_grad()
-        self.manual_backward(d_loss)
-        self.clip_gradients(
-            optimizer_d, gradient_clip_val=self.hparams.discriminator_clip, gradient_clip_algorithm="norm"
-        )
+        self.manual_backward(gan.discriminator)
+        clip = self.discriminator_spec.clip
+        self.clip_gradients(optimizer_d, gradient_clip_val=clip, gradient_clip_algorithm="norm")
         optimizer_d.step()
-        self.untoggle_optimizer(optimizer_d)
 
-        real_mean = torch.cat([r.flatten() for r in real_logits]).detach()
-        fake_mean = torch.cat([f.flatten() for f in fake_logits]).detach()
-        accuracy = ((real_mean > 0).float().mean() + (fake_mean < 0).float().mean()) / 2
+        accuracy = ((gan.real_logits > 0).float().mean() + (gan.fake_logits < 0).float().mean()) / 2
         gan_logs = {
-            "train/adversarial": adversarial.detach(),
-            "train/feature_matching": matching.detach(),
+            "train/adversarial": gan.adversarial.detach(),
+            "train/feature_matching": gan.feature_matching.detach(),
             "train/generator_loss": generator_loss.detach(),
-            "train/d_loss": d_loss.detach(),
-            "train/d_real": real_mean.mean(),
-            "train/d_fake": fake_mean.mean(),
+            "train/d_loss": gan.discriminator.detach(),
+            "train/d_real": gan.real_logits.mean(),
+            "train/d_fake": gan.fake_logits.mean(),
             "train/d_accuracy": accuracy,
         }
         self._log_step(step, batch, gan_logs)
@@ -242,7 +288,7 @@ class DetEModule(ConsistencyDistillationModule):
         self.log("train/loss", step.losses["loss"].detach(), prog_bar=True, batch_size=len(batch["index"]))
 
     def _generator_term(self, logits: Tensor) -> Tensor:
-        if self.hparams.adversarial_loss == "hinge":
+        if self.adversarial.loss == "hinge":
             return hinge_generator_loss(logits)
         return non_saturating_generator_loss(logits)
 
@@ -253,10 +299,9 @@ class DetEModule(ConsistencyDistillationModule):
             weight_decay=self.hparams.weight_decay,
             betas=tuple(self.hparams.betas),
         )
+        spec = self.discriminator_spec
         discriminator = torch.optim.AdamW(
-            self.discriminator.parameters(),
-            lr=self.hparams.discriminator_learning_rate,
-            betas=tuple(self.hparams.discriminator_betas),
+            self.discriminator.parameters(), lr=spec.learning_rate, betas=tuple(spec.betas)
         )
         return [generator, discriminator]
 

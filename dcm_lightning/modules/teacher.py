@@ -8,17 +8,17 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from dcm_lightning.data.moving_shapes import MovingShapesSpec, MovingShapesTextEncoder
-from dcm_lightning.data.moving_shapes.render import spec_from_dict
-from dcm_lightning.diffusion import shifted_sigma, teacher_sigmas
+from dcm_lightning.checkpoints import read_lightning_checkpoint
+from dcm_lightning.diffusion import shifted_sigma
 from dcm_lightning.errors import UserError
-from dcm_lightning.evaluation.sample_check import log_sample_check
 from dcm_lightning.losses import denoising_loss
+from dcm_lightning.moving_shapes import MovingShapesSpec, MovingShapesTextEncoder
+from dcm_lightning.moving_shapes.render import spec_from_dict
 from dcm_lightning.networks.ema import ExponentialMovingAverage
 from dcm_lightning.networks.tiny_dit import TinyVideoDiT, tiny_dit_config
 from dcm_lightning.randomness import run_seed, step_generator
-from dcm_lightning.sampling import sample_teacher, seeded_noise
-from dcm_lightning.teachers.tiny import TinyTeacher
+from dcm_lightning.sampling import Sampler
+from dcm_lightning.teachers.tiny import TINY_TEACHER_KEY, TinyTeacher
 
 
 class TeacherModule(L.LightningModule):
@@ -40,7 +40,6 @@ class TeacherModule(L.LightningModule):
         learning_rate, weight_decay, betas: AdamW.
         warmup_steps: linear learning-rate warm-up.
         ema_decay: decay of the exported weight average.
-        val_sample_steps: sampling steps for the oracle check at each validation.
     """
 
     def __init__(
@@ -59,7 +58,6 @@ class TeacherModule(L.LightningModule):
         betas: tuple[float, float] = (0.9, 0.999),
         warmup_steps: int = 200,
         ema_decay: float = 0.999,
-        val_sample_steps: int = 50,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -72,8 +70,6 @@ class TeacherModule(L.LightningModule):
             self._start_from(init_from)
 
     def _start_from(self, path: str) -> None:
-        from dcm_lightning.checkpoints import read_lightning_checkpoint
-
         checkpoint = read_lightning_checkpoint(path)
         try:
             self.load_state_dict(checkpoint["state_dict"])
@@ -86,8 +82,10 @@ class TeacherModule(L.LightningModule):
             self.spec = datamodule.spec  # the clip geometry is set once, in the data config
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # Plain values only, so the checkpoint stays loadable with torch.load(weights_only=True).
+        # Plain values only, so the checkpoint stays loadable with torch.load(weights_only=True). The
+        # teacher's description lets ``TinyTeacher.from_checkpoint`` read it without this module.
         checkpoint["moving_shapes_spec"] = dataclasses.asdict(self.spec)
+        checkpoint[TINY_TEACHER_KEY] = self.teacher(use_ema=True).config_dict()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.spec = spec_from_dict(checkpoint["moving_shapes_spec"])
@@ -125,13 +123,12 @@ class TeacherModule(L.LightningModule):
         # checkpoint must hold the average that includes this step for resumes to be exact.
         self.ema.update(self.network)
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
+    @torch.no_grad()
+    def sample(self, prompts: list[str], seeds: list[int], steps: int | None = None) -> Tensor:
+        """Videos (b c f h w in [0, 1]) of the EMA teacher's sampler (default: its N steps) with its
+        guidance, each from the seeded noise of its seed (for callbacks: OracleSamples)."""
         teacher = self.teacher(use_ema=True)
-        noise = seeded_noise(batch["seed"].tolist(), teacher.latent_shape()).to(self.device)
-        condition = teacher.encode_prompts(batch["prompt"])
-        sigmas = teacher_sigmas(self.hparams.val_sample_steps, self.hparams.shift)
-        videos = teacher.decode(sample_teacher(teacher, noise, condition, sigmas))
-        log_sample_check(self, videos, batch["prompt"], self.spec, batch_idx)
+        return Sampler(teacher, teacher.sigmas(steps), teacher.guidance_scale, "teacher").videos(prompts, seeds)
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(

@@ -1,4 +1,4 @@
-"""The detail expert's discriminator: one light head per frozen-teacher feature layer (DESIGN.md §2).
+"""The detail expert's discriminator: one light head per frozen-teacher feature layer (docs/design.md §2).
 
 Each head maps a layer's tokens (b n d) to one logit per token, as the official heads do with 1×1
 convolutions (C → hidden, GroupNorm, LeakyReLU, residual, → 1), but over a token axis of any length,

@@ -1,8 +1,11 @@
-"""The one interface every teacher adapter implements (DESIGN.md §2 "Noise convention")."""
+"""The one interface every teacher adapter — and every student, which is an adapter with other
+weights — implements (docs/design.md §2 "Noise convention"), and the teacher facts the layers above use:
+the identity fingerprint and the LoRA targets."""
 
 from __future__ import annotations
 
 import copy
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -11,6 +14,9 @@ import torch
 from torch import Tensor, nn
 
 from dcm_lightning.diffusion import Parameterization, classifier_free_guidance
+
+# diffusers' Attention projections (and the tiny DiT's, named alike): where the detail expert's LoRA goes.
+LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 
 
 @dataclass
@@ -22,8 +28,8 @@ class Prediction:
     features: list[Tensor] = field(default_factory=list)  # per requested block: b n d
 
 
-class VideoTeacher(Protocol):
-    """What samplers, caches and the distillation losses may rely on."""
+class VideoModel(Protocol):
+    """What caches, samplers and the distillation losses may rely on, of a teacher or a student."""
 
     parameterization: Parameterization
     num_steps: int
@@ -104,3 +110,13 @@ def trainable_copy(teacher: nn.Module) -> nn.Module:
     student.network = copy.deepcopy(teacher.network).float().requires_grad_(True).train()
     student.guidance_scale = 1.0
     return student
+
+
+def module_fingerprint(module: nn.Module) -> str:
+    """sha256 over a network's parameter names, shapes and values: the teacher's identity."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

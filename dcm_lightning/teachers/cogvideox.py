@@ -1,4 +1,4 @@
-"""CogVideoX (diffusers ``CogVideoXTransformer3DModel``) behind the VideoTeacher interface.
+"""CogVideoX (diffusers ``CogVideoXTransformer3DModel``) behind the VideoModel interface.
 
 Variance-preserving v-prediction on the teacher's own DDPM ᾱ schedule (``VPrediction``; noise
 coordinate σ = t / 999), classifier-free guidance against the negative prompt, and the
@@ -10,15 +10,23 @@ distillation path is the i-th trailing timestep from the clean end (``sigma_at``
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from dcm_lightning.data.moving_shapes.text import TextCondition
+from dcm_lightning.conditioning import TextCondition
 from dcm_lightning.diffusion import VPrediction
-from dcm_lightning.experts import LORA_TARGETS
-from dcm_lightning.teachers.diffusers_base import DiffusersNetwork, NegativePromptTeacher
+from dcm_lightning.teachers.base import LORA_TARGETS
+from dcm_lightning.teachers.diffusers_base import (
+    VAE_SPACE,
+    DiffusersNetwork,
+    DiffusersTeacherConfig,
+    NegativePromptTeacher,
+    load_pipeline_parts,
+)
 from dcm_lightning.teachers.features import block_outputs
 
 COGVIDEOX_PSI = ("transformer.time_embedding", "transformer.norm_out", "transformer.proj_out")
@@ -79,6 +87,11 @@ class CogVideoXTeacher(NegativePromptTeacher):
 
     psi_modules = COGVIDEOX_PSI
     lora_targets = LORA_TARGETS  # diffusers' Attention: to_q, to_k, to_v, to_out.0
+    pipeline_name = "CogVideoXPipeline"
+    transformer_class = "CogVideoXTransformer3DModel"
+    text_parts = ("text_encoder", "tokenizer")
+    default_guidance = 6.0
+    max_text_tokens = 226
 
     def __init__(
         self,
@@ -100,5 +113,54 @@ class CogVideoXTeacher(NegativePromptTeacher):
         self.shift = None  # a VP teacher's grid is its scheduler's timesteps, not a shifted flow grid
         self._encode, self._decode = encode, decode_latents
 
+    @classmethod
+    def from_pipeline(cls, folder: Path, config: DiffusersTeacherConfig) -> CogVideoXTeacher:
+        from diffusers import CogVideoXDDIMScheduler, CogVideoXPipeline
+
+        parts = load_pipeline_parts(cls, folder, config)
+        transformer, latent_shape = parts.transformer, parts.latent_shape
+        rotary = None
+        if transformer.config.use_rotary_positional_embeddings:  # CogVideoX-5b: the pipeline's own RoPE
+            holder = SimpleNamespace(vae_scale_factor_spatial=VAE_SPACE, transformer=transformer)
+            rotary = CogVideoXPipeline._prepare_rotary_positional_embeddings(
+                holder, config.height, config.width, latent_shape[1], torch.device("cpu")
+            )
+        encode = _prompt_encoder(parts.pipeline, cls.max_text_tokens) if config.text_encoders else None
+        return cls(
+            CogVideoXNetwork(transformer, rotary),
+            CogVideoXDDIMScheduler.from_pretrained(folder, subfolder="scheduler").alphas_cumprod,
+            encode([config.negative_prompt]) if encode is not None else None,
+            latent_shape,
+            guidance_scale=cls.default_guidance if config.guidance_scale is None else config.guidance_scale,
+            num_steps=config.num_steps,
+            encode=encode,
+            decode_latents=_latent_decoder(parts.pipeline) if config.vae else None,
+        )
+
     def sigmas(self, num_steps: int | None = None) -> Tensor:
         return trailing_sigmas(num_steps or self.num_steps, self.parameterization.num_train_timesteps)
+
+
+def _prompt_encoder(pipeline, max_tokens: int) -> Callable[[Sequence[str]], TextCondition]:
+    """prompts → T5 embeddings (padded to ``max_tokens``, all attended) by the pipeline's ``encode_prompt``."""
+
+    @torch.no_grad()
+    def encode(prompts: Sequence[str]) -> TextCondition:
+        embeds, _ = pipeline.encode_prompt(
+            prompt=list(prompts), do_classifier_free_guidance=False, max_sequence_length=max_tokens
+        )
+        return TextCondition(embeds, torch.ones(embeds.shape[:2], dtype=torch.bool, device=embeds.device))
+
+    return encode
+
+
+def _latent_decoder(pipeline) -> Callable[[Tensor], Tensor]:
+    """latents (b c f h w) → videos (b c f h w in [0, 1]) by the pipeline's own ``decode_latents``."""
+
+    @torch.no_grad()
+    def decode(latents: Tensor) -> Tensor:
+        vae = pipeline.vae
+        video = pipeline.decode_latents(latents.to(vae.device, vae.dtype).permute(0, 2, 1, 3, 4))
+        return (video.float() / 2 + 0.5).clamp(0, 1)
+
+    return decode

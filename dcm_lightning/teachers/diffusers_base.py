@@ -1,19 +1,120 @@
-"""What the diffusers-transformer adapters share: the network wrapper's base and the latent-video
-side of the teacher interface."""
+"""What the diffusers-transformer adapters share: the teacher settings a config gives
+(``DiffusersTeacherConfig``), the loading of a pipeline folder's parts, the network wrapper's base and
+the latent-video side of the teacher interface. Each family's adapter (hunyuan_video.py, wan.py,
+cogvideox.py) adds its own ``from_pipeline``; ``pretrained.py`` picks the adapter of a folder."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from dcm_lightning.data.moving_shapes.text import TextCondition
+from dcm_lightning.conditioning import TextCondition
 from dcm_lightning.diffusion import teacher_sigmas
 from dcm_lightning.errors import UserError
 from dcm_lightning.teachers.base import Prediction, guided_prediction, trainable_copy
 
 VAE_TIME, VAE_SPACE = 4, 8  # HunyuanVideo's and Wan's causal video VAEs: 4× in time, 8× in space
+
+
+@dataclass
+class DiffusersTeacherConfig:
+    """A diffusers pipeline folder and the sampler the teacher is distilled with.
+
+    Args:
+        path: the local pipeline folder (``model_index.json`` at its top).
+        num_frames, height, width: the video the teacher generates (the latent is 4× smaller in time
+            after the first frame, 8× in space).
+        num_steps: N, the teacher's ODE steps.
+        shift: the flow grid's time shift; None takes the pipeline scheduler's own (CogVideoX: unused,
+            its grid is the DDIM scheduler's trailing timesteps).
+        guidance_scale: classifier-free guidance against ``negative_prompt``; None is the family's
+            default (its adapter's ``default_guidance``: HunyuanVideo 1.0 = no true CFG, Wan 5.0, CogVideoX 6.0).
+        embedded_guidance: HunyuanVideo's guidance input (official 6.0).
+        negative_prompt: the unconditional branch's prompt (encoded once at load; needs text encoders).
+        dtype: the teacher's weight dtype.
+        text_encoders: load the text encoders (building a cache from prompts, CFG's negative prompt).
+        vae: load the VAE (decoding samples).
+    """
+
+    path: str
+    num_frames: int
+    height: int
+    width: int
+    num_steps: int = 50
+    shift: float | None = None
+    guidance_scale: float | None = None
+    embedded_guidance: float = 6.0
+    negative_prompt: str = ""
+    dtype: str = "bfloat16"
+    text_encoders: bool = False
+    vae: bool = False
+
+    @classmethod
+    def from_dict(cls, values: dict) -> DiffusersTeacherConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise UserError(f"unknown teacher settings {unknown}; the settings are {sorted(names)}.")
+        return cls(**values)
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    dtype = getattr(torch, name, None)
+    if not isinstance(dtype, torch.dtype):
+        raise UserError(f"unknown teacher dtype {name!r}; use bfloat16, float16 or float32.")
+    return dtype
+
+
+@dataclass
+class PipelineParts:
+    """What every adapter's ``from_pipeline`` starts from: the frozen transformer, the scheduler's
+    config, the pipeline holding the text encoders and/or VAE when asked (else None), and the
+    latent video shape ``c f h w`` of the configured clip."""
+
+    transformer: nn.Module
+    scheduler: dict
+    pipeline: Any
+    latent_shape: tuple[int, int, int, int]
+
+
+def load_pipeline_parts(
+    adapter: type[LatentVideoTeacher], folder: Path, config: DiffusersTeacherConfig
+) -> PipelineParts:
+    """The transformer (``from_pretrained`` in the configured dtype), the scheduler config, and the
+    text encoders and VAE only when the config asks: a run from a trajectory cache needs neither."""
+    import diffusers
+
+    dtype = torch_dtype(config.dtype)
+    if config.text_encoders:
+        missing = [part for part in adapter.text_parts if not (folder / part).is_dir()]
+        if missing:
+            raise UserError(f"{folder} is incomplete: text_encoders: true needs {', '.join(missing)}/.")
+    if config.vae and not (folder / "vae" / "config.json").is_file():
+        raise UserError(f"{folder} is incomplete: vae: true needs vae/config.json and its weights.")
+    transformer_class = getattr(diffusers, adapter.transformer_class)
+    transformer = transformer_class.from_pretrained(folder, subfolder="transformer", dtype=dtype)
+    transformer.requires_grad_(False).eval()
+    scheduler = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    pipeline = None
+    if config.text_encoders or config.vae:
+        skipped = {"transformer": None}
+        skipped |= {} if config.text_encoders else dict.fromkeys(adapter.text_parts)
+        skipped |= {} if config.vae else {"vae": None}
+        pipeline = getattr(diffusers, adapter.pipeline_name).from_pretrained(folder, dtype=dtype, **skipped)
+    latent_shape = (
+        transformer.config.in_channels,
+        (config.num_frames - 1) // VAE_TIME + 1,
+        config.height // VAE_SPACE,
+        config.width // VAE_SPACE,
+    )
+    return PipelineParts(transformer, scheduler, pipeline, latent_shape)
 
 
 class DiffusersNetwork(nn.Module):
@@ -51,6 +152,14 @@ class LatentVideoTeacher(nn.Module):
     num_steps: int
     _encode: Callable[[list[str]], TextCondition] | None = None
     _decode: Callable[[Tensor], Tensor] | None = None
+
+    # What a family's adapter declares about its pipeline folder:
+    pipeline_name: str  # model_index.json's _class_name, e.g. "WanPipeline"
+    transformer_class: str  # the diffusers transformer class in transformer/
+    text_parts: tuple[str, ...]  # the folder's text encoders and tokenizers
+    default_guidance: float  # classifier-free guidance when the config gives none
+    max_text_tokens: int  # the pipeline's max_sequence_length
+    # and builds itself with ``from_pipeline(folder, config)`` from ``load_pipeline_parts``.
 
     def encode_prompts(self, prompts: Sequence[str], open_vocabulary: bool = False) -> TextCondition:
         """The pipeline's text encoders' condition for ``prompts`` (any text: the vocabulary is open)."""

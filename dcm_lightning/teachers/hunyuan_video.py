@@ -1,4 +1,4 @@
-"""HunyuanVideo (diffusers ``HunyuanVideoTransformer3DModel``) behind the VideoTeacher interface.
+"""HunyuanVideo (diffusers ``HunyuanVideoTransformer3DModel``) behind the VideoModel interface.
 
 Rectified flow with v = ε − x0 and model timestep 1000·σ, as HunyuanVideoPipeline's
 FlowMatchEulerDiscreteScheduler. HunyuanVideo is guidance-distilled: its guidance is an embedded
@@ -12,16 +12,21 @@ CLIP pooled projection.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from dcm_lightning.data.moving_shapes.text import TextCondition
+from dcm_lightning.conditioning import TextCondition
 from dcm_lightning.diffusion import FlowMatching, classifier_free_guidance
 from dcm_lightning.errors import UserError
-from dcm_lightning.experts import LORA_TARGETS
-from dcm_lightning.teachers.base import Prediction
-from dcm_lightning.teachers.diffusers_base import DiffusersNetwork, LatentVideoTeacher
+from dcm_lightning.teachers.base import LORA_TARGETS, Prediction
+from dcm_lightning.teachers.diffusers_base import (
+    DiffusersNetwork,
+    DiffusersTeacherConfig,
+    LatentVideoTeacher,
+    load_pipeline_parts,
+)
 from dcm_lightning.teachers.features import block_outputs
 
 HUNYUAN_PSI = ("transformer.time_text_embed", "transformer.norm_out", "transformer.proj_out")
@@ -75,6 +80,11 @@ class HunyuanVideoTeacher(LatentVideoTeacher):
     parameterization = FlowMatching()
     psi_modules = HUNYUAN_PSI
     lora_targets = LORA_TARGETS  # diffusers' Attention: to_q, to_k, to_v, to_out.0
+    pipeline_name = "HunyuanVideoPipeline"
+    transformer_class = "HunyuanVideoTransformer3DModel"
+    text_parts = ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2")
+    default_guidance = 1.0  # guidance-distilled: embedded guidance, no true CFG
+    max_text_tokens = 256
 
     def __init__(
         self,
@@ -96,6 +106,22 @@ class HunyuanVideoTeacher(LatentVideoTeacher):
         self.shift, self.num_steps = shift, num_steps
         self.embedded_guidance, self.guidance_scale, self.negative = embedded_guidance, guidance_scale, negative
         self._encode, self._decode = encode, decode_latents
+
+    @classmethod
+    def from_pipeline(cls, folder: Path, config: DiffusersTeacherConfig) -> HunyuanVideoTeacher:
+        parts = load_pipeline_parts(cls, folder, config)
+        encode = _prompt_encoder(parts.pipeline, cls.max_text_tokens) if config.text_encoders else None
+        return cls(
+            HunyuanVideoNetwork(parts.transformer),
+            parts.latent_shape,
+            shift=parts.scheduler.get("shift", 1.0) if config.shift is None else config.shift,
+            num_steps=config.num_steps,
+            embedded_guidance=config.embedded_guidance,
+            guidance_scale=cls.default_guidance if config.guidance_scale is None else config.guidance_scale,
+            negative=encode([config.negative_prompt]) if encode is not None else None,
+            encode=encode,
+            decode_latents=_latent_decoder(parts.pipeline.vae) if config.vae else None,
+        )
 
     def _velocity(self, x, timestep, condition: TextCondition, feature_blocks, **network_kwargs):
         guidance = torch.full_like(timestep, self.embedded_guidance * 1000.0)
@@ -122,3 +148,27 @@ class HunyuanVideoTeacher(LatentVideoTeacher):
             v = classifier_free_guidance(v, v_negative, scale)
         x0, eps = self.parameterization.to_x0_eps(x, sigma.view(-1, 1, 1, 1, 1), v)
         return Prediction(x0=x0, eps=eps, features=features)
+
+
+def _prompt_encoder(pipeline, max_tokens: int) -> Callable[[Sequence[str]], TextCondition]:
+    """prompts → Llama hidden states with their mask and the CLIP pooled vector, by the pipeline's own
+    ``encode_prompt`` (on the pipeline's device)."""
+
+    @torch.no_grad()
+    def encode(prompts: Sequence[str]) -> TextCondition:
+        embeds, pooled, mask = pipeline.encode_prompt(prompt=list(prompts), max_sequence_length=max_tokens)
+        return TextCondition(embeds, mask.bool(), pooled)
+
+    return encode
+
+
+def _latent_decoder(vae) -> Callable[[Tensor], Tensor]:
+    """latents (b c f h w) → videos (b c f h w in [0, 1]) as HunyuanVideoPipeline decodes them."""
+
+    @torch.no_grad()
+    def decode(latents: Tensor) -> Tensor:
+        latents = latents.to(vae.device, vae.dtype)
+        video = vae.decode(latents / vae.config.scaling_factor, return_dict=False)[0]
+        return (video.float() / 2 + 0.5).clamp(0, 1)
+
+    return decode

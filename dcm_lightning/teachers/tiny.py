@@ -16,15 +16,17 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from dcm_lightning.data.moving_shapes import MovingShapesSpec, MovingShapesTextEncoder, TextCondition
-from dcm_lightning.data.moving_shapes.render import spec_from_dict
+from dcm_lightning.checkpoints import read_lightning_checkpoint
+from dcm_lightning.conditioning import TextCondition
 from dcm_lightning.diffusion import FlowMatching, teacher_sigmas
 from dcm_lightning.errors import UserError
-from dcm_lightning.experts import LORA_TARGETS
+from dcm_lightning.moving_shapes import MovingShapesSpec, MovingShapesTextEncoder
+from dcm_lightning.moving_shapes.render import spec_from_dict
 from dcm_lightning.networks.tiny_dit import TinyDiTConfig, TinyVideoDiT
-from dcm_lightning.teachers.base import Prediction, guided_prediction
+from dcm_lightning.teachers.base import LORA_TARGETS, Prediction, guided_prediction
 
 SHIPPED_TINY_TEACHER = Path(__file__).parent / "weights" / "tiny_teacher"
+TINY_TEACHER_KEY = "tiny_teacher"  # a TeacherModule checkpoint's description of its teacher (``config_dict``)
 
 
 class TinyTeacher(nn.Module):
@@ -53,7 +55,7 @@ class TinyTeacher(nn.Module):
         self.guidance_scale = guidance_scale
         self.num_steps = num_steps
 
-    # ---- the VideoTeacher interface ------------------------------------------------------
+    # ---- the VideoModel interface ------------------------------------------------------
 
     def encode_prompts(self, prompts: Sequence[str], open_vocabulary: bool = False) -> TextCondition:
         return self.text_encoder.encode(list(prompts), open_vocabulary).to(self.device)
@@ -134,10 +136,27 @@ class TinyTeacher(nn.Module):
         config_path, weights_path = folder / "config.json", folder / "model.safetensors"
         if not config_path.is_file() or not weights_path.is_file():
             raise UserError(f"{folder} is not a tiny-teacher folder: it needs config.json and model.safetensors.")
-        config = json.loads(config_path.read_text())
+        return cls.from_config(json.loads(config_path.read_text()), load_file(weights_path))
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path) -> TinyTeacher:
+        """The EMA teacher of a TeacherModule ``fit`` checkpoint (its ``tiny_teacher`` description and
+        ``ema.average.*`` weights)."""
+        checkpoint = read_lightning_checkpoint(path)
+        if TINY_TEACHER_KEY not in checkpoint:
+            raise UserError(f"{path} is not a TeacherModule checkpoint (it has no tiny-teacher description).")
+        prefix = "ema.average."
+        state = {k.removeprefix(prefix): v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+        try:
+            return cls.from_config(checkpoint[TINY_TEACHER_KEY], state)
+        except RuntimeError:
+            raise UserError(f"{path} holds weights of another architecture than its description says.") from None
+
+    @classmethod
+    def from_config(cls, config: dict, state: dict[str, Tensor]) -> TinyTeacher:
+        """A frozen teacher from its ``config_dict()`` and its network's weights."""
         network = TinyVideoDiT(TinyDiTConfig.from_dict(config["network"]))
-        state = {k: v.float() for k, v in load_file(weights_path).items()}
-        network.load_state_dict(state)
+        network.load_state_dict({k: v.float() for k, v in state.items()})
         network.requires_grad_(False).eval()
         return cls(
             network=network,

@@ -1,4 +1,4 @@
-"""Wan2.1 text-to-video (diffusers ``WanTransformer3DModel``) behind the VideoTeacher interface.
+"""Wan2.1 text-to-video (diffusers ``WanTransformer3DModel``) behind the VideoModel interface.
 
 Rectified flow with v = ε − x0 and model timestep 1000·σ (Wan's UniPC sampler integrates the same
 ODE); classifier-free guidance against the negative prompt's embeddings (Wan's default negative
@@ -10,13 +10,20 @@ from a trajectory cache needs neither.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
+import torch
 from torch import Tensor, nn
 
-from dcm_lightning.data.moving_shapes.text import TextCondition
+from dcm_lightning.conditioning import TextCondition
 from dcm_lightning.diffusion import FlowMatching
-from dcm_lightning.experts import LORA_TARGETS
-from dcm_lightning.teachers.diffusers_base import DiffusersNetwork, NegativePromptTeacher
+from dcm_lightning.teachers.base import LORA_TARGETS
+from dcm_lightning.teachers.diffusers_base import (
+    DiffusersNetwork,
+    DiffusersTeacherConfig,
+    NegativePromptTeacher,
+    load_pipeline_parts,
+)
 from dcm_lightning.teachers.features import block_outputs
 
 # Wan2.1-T2V-1.3B's transformer (diffusers' conversion of the official config): 30 blocks of width 1536.
@@ -75,6 +82,11 @@ class WanTeacher(NegativePromptTeacher):
     parameterization = FlowMatching()
     psi_modules = WAN_PSI
     lora_targets = LORA_TARGETS  # diffusers' Attention: to_q, to_k, to_v, to_out.0
+    pipeline_name = "WanPipeline"
+    transformer_class = "WanTransformer3DModel"
+    text_parts = ("text_encoder", "tokenizer")
+    default_guidance = 5.0
+    max_text_tokens = 512
 
     def __init__(
         self,
@@ -93,3 +105,47 @@ class WanTeacher(NegativePromptTeacher):
         self._latent_shape = tuple(latent_shape)
         self.shift, self.guidance_scale, self.num_steps = shift, guidance_scale, num_steps
         self._encode, self._decode = encode, decode_latents
+
+    @classmethod
+    def from_pipeline(cls, folder: Path, config: DiffusersTeacherConfig) -> WanTeacher:
+        parts = load_pipeline_parts(cls, folder, config)
+        encode = _prompt_encoder(parts.pipeline, cls.max_text_tokens) if config.text_encoders else None
+        return cls(
+            WanNetwork(parts.transformer),
+            encode([config.negative_prompt]) if encode is not None else None,
+            parts.latent_shape,
+            shift=parts.scheduler.get("flow_shift", 1.0) if config.shift is None else config.shift,
+            guidance_scale=cls.default_guidance if config.guidance_scale is None else config.guidance_scale,
+            num_steps=config.num_steps,
+            encode=encode,
+            decode_latents=_latent_decoder(parts.pipeline.vae) if config.vae else None,
+        )
+
+
+def _prompt_encoder(pipeline, max_tokens: int) -> Callable[[Sequence[str]], TextCondition]:
+    """prompts → UMT5 embeddings by the pipeline's own ``encode_prompt``; the mask marks the tokens
+    before the zero padding WanPipeline adds."""
+
+    @torch.no_grad()
+    def encode(prompts: Sequence[str]) -> TextCondition:
+        embeds, _ = pipeline.encode_prompt(
+            prompt=list(prompts), do_classifier_free_guidance=False, max_sequence_length=max_tokens
+        )
+        return TextCondition(embeds, embeds.abs().amax(dim=-1) > 0)
+
+    return encode
+
+
+def _latent_decoder(vae) -> Callable[[Tensor], Tensor]:
+    """latents (b c f h w) → videos (b c f h w in [0, 1]): Wan's VAE after un-normalizing the latents."""
+
+    @torch.no_grad()
+    def decode(latents: Tensor) -> Tensor:
+        latents = latents.to(vae.device, vae.dtype)
+        shape = (1, vae.config.z_dim, 1, 1, 1)
+        mean = torch.tensor(vae.config.latents_mean).view(shape).to(latents)
+        std = torch.tensor(vae.config.latents_std).view(shape).to(latents)
+        video = vae.decode(latents * std + mean, return_dict=False)[0]
+        return (video.float() / 2 + 0.5).clamp(0, 1)
+
+    return decode

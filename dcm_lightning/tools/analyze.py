@@ -7,6 +7,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from dcm_lightning.diffusion import DEFAULT_BOUNDARY_INDEX
 from dcm_lightning.errors import UserError
 
 
@@ -54,7 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.25,
         help="without an oracle: the relative latent distance that counts as settled (default 0.25)",
     )
-    boundary.add_argument("--default-kappa", type=int, default=37, help="drawn for comparison (default 37)")
+    boundary.add_argument(
+        "--default-kappa",
+        type=int,
+        default=DEFAULT_BOUNDARY_INDEX,
+        help=f"drawn for comparison (default {DEFAULT_BOUNDARY_INDEX}, the configs' κ)",
+    )
     boundary.add_argument("--out", required=True, help="output folder (created)")
     return parser
 
@@ -97,8 +103,9 @@ def _params(args, out: Path) -> None:
 
 def _boundary(args, out: Path) -> None:
     from dcm_lightning.analysis.boundary import boundary_curves, boundary_figure, suggest_boundary
-    from dcm_lightning.checkpoints import load_teacher
-    from dcm_lightning.data.trajectory_cache import MANIFEST, CacheSpec, TrajectoryCache, module_fingerprint
+    from dcm_lightning.data.trajectory_cache import MANIFEST, CacheSpec, TrajectoryCache
+    from dcm_lightning.teachers.base import module_fingerprint
+    from dcm_lightning.teachers.loading import load_teacher
 
     manifest = Path(args.cache) / MANIFEST
     if not manifest.is_file():

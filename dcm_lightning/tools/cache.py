@@ -16,7 +16,13 @@ def build_parser() -> argparse.ArgumentParser:
         "a complete, matching cache is reused; `fit` builds it the same way when it is missing. Further "
         "options override the config as in `fit`, e.g. --data.init_args.num_trajectories 512.",
     )
-    parser.add_argument("--config", required=True, help="the distillation YAML (e.g. configs/seme_tiny.yaml)")
+    parser.add_argument(
+        "--config",
+        action="append",
+        required=True,
+        help="a config file, as for `fit`: repeat it to lay an experiment file over its preset "
+        "(--config configs/presets/tiny_cpu.yaml --config configs/seme_tiny.yaml)",
+    )
     parser.add_argument(
         "--rebuild-shard",
         type=int,
@@ -29,15 +35,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str]) -> None:
-    from dcm_lightning.cli import DCMLightningCLI
     from dcm_lightning.data.trajectory_datamodule import TrajectoryDataModule
+    from dcm_lightning.lightning_cli import DCMLightningCLI
 
     args, overrides = build_parser().parse_known_args(argv)
-    cli = DCMLightningCLI(["--config", args.config, *overrides], run=False)
+    cli = DCMLightningCLI([*(arg for path in args.config for arg in ("--config", path)), *overrides], run=False)
     datamodule, model = cli.datamodule, cli.model
     if not isinstance(datamodule, TrajectoryDataModule) or datamodule.source != "cache":
         raise UserError(
-            f"{args.config} does not train from a trajectory cache (data: TrajectoryDataModule, source: cache)."
+            f"{args.config[-1]} does not train from a trajectory cache (data: TrajectoryDataModule, source: cache)."
         )
     cache = datamodule.trajectory_cache(model)
     for shard in args.rebuild_shard:

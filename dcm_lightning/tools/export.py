@@ -8,12 +8,10 @@ from pathlib import Path
 
 import torch
 
-from dcm_lightning.checkpoints import (
-    is_student_checkpoint,
-    student_module_from_checkpoint,
-    teacher_module_from_checkpoint,
-)
+from dcm_lightning.checkpoints import is_module_checkpoint, read_lightning_checkpoint
+from dcm_lightning.generation import STUDENT_MODULES, student_module_from_checkpoint
 from dcm_lightning.students import export_student
+from dcm_lightning.teachers.tiny import TinyTeacher
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,11 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> None:
     args = build_parser().parse_args(argv)
-    student = is_student_checkpoint(args.checkpoint)
+    student = is_module_checkpoint(args.checkpoint, *STUDENT_MODULES)
     if student:
         module, checkpoint = student_module_from_checkpoint(args.checkpoint)
     else:
-        module, checkpoint = teacher_module_from_checkpoint(args.checkpoint)
+        teacher, checkpoint = TinyTeacher.from_checkpoint(args.checkpoint), read_lightning_checkpoint(args.checkpoint)
     dtype = args.dtype or ("float32" if student else "float16")
     provenance = {
         "source_checkpoint": Path(args.checkpoint).name,
@@ -54,5 +52,5 @@ def main(argv: Sequence[str]) -> None:
     if student:
         export_student(module, args.out, provenance, dtype=getattr(torch, dtype))
     else:
-        module.teacher(use_ema=True).save_pretrained(args.out, provenance, dtype=getattr(torch, dtype))
+        teacher.save_pretrained(args.out, provenance, dtype=getattr(torch, dtype))
     print(f"exported step {provenance['global_step']} to {args.out}/ (config.json, model.safetensors)")

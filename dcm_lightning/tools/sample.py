@@ -12,11 +12,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from dcm_lightning.checkpoints import load_generator
-from dcm_lightning.data.moving_shapes import parse_prompt
 from dcm_lightning.errors import UserError
+from dcm_lightning.generation import load_sampler
 from dcm_lightning.media import write_mp4, write_png_grid
-from dcm_lightning.sampling import sample_teacher, seeded_noise
+from dcm_lightning.moving_shapes import parse_prompt
+from dcm_lightning.sampling import seeded_noise
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,18 +58,18 @@ def main(argv: Sequence[str]) -> None:
         raise UserError(f"--steps must be at least 1, got {args.steps}.")
     if args.num_seeds < 1:
         raise UserError(f"--num-seeds must be at least 1, got {args.num_seeds}.")
-    generator = load_generator(args.checkpoint, args.steps, args.guidance_scale)
-    model, steps = generator.model, generator.steps
+    sampler = load_sampler(args.checkpoint, args.steps, args.guidance_scale)
+    model, steps = sampler.model, sampler.steps
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
     jobs = [(prompt, args.seed + k) for prompt in args.prompt for k in range(args.num_seeds)]
     videos, records = [], []
-    for prompt, seed in tqdm(jobs, desc=f"{generator.kind} sampling, {steps} steps", unit="video"):
-        noise = seeded_noise([seed], model.latent_shape())
+    for prompt, seed in tqdm(jobs, desc=f"{sampler.kind} sampling, {steps} steps", unit="video"):
+        noise = seeded_noise([seed], model.latent_shape()).to(model.device)
         start = time.perf_counter()
         condition = model.encode_prompts([prompt])
-        latents = sample_teacher(model, noise, condition, generator.sigmas, generator.guidance_scale)
+        latents = sampler.latents(noise, condition)
         seconds = time.perf_counter() - start
         video = model.decode(latents)[0]
         path = out / f"{slug(prompt)}-{seed}.mp4"

@@ -9,8 +9,6 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from dcm_lightning.checkpoints import load_generator
-from dcm_lightning.data.moving_shapes.render import clip_seed
 from dcm_lightning.errors import UserError
 from dcm_lightning.evaluation.vbench_prompts import (
     file_sha256,
@@ -20,7 +18,9 @@ from dcm_lightning.evaluation.vbench_prompts import (
     vbench_info_path,
     video_name,
 )
+from dcm_lightning.generation import load_sampler
 from dcm_lightning.media import write_mp4
+from dcm_lightning.randomness import clip_seed
 
 UPSCALE = 4  # the tiny tier's 32×32 frames are written at 128×128
 
@@ -61,19 +61,19 @@ def main(argv: Sequence[str]) -> None:
     missing = [p.prompt for p in prompts if augmented and p.prompt not in augmented]
     if missing:
         raise UserError(f"{args.augmented_prompts} has no augmented prompt for {missing[0]!r}.")
-    generator = load_generator(args.checkpoint, args.steps, args.guidance_scale)
-    model = generator.model
+    sampler = load_sampler(args.checkpoint, args.steps, args.guidance_scale)
+    model = sampler.model
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
     records = []
-    for number, entry in enumerate(tqdm(prompts, desc=f"vbench {generator.steps} steps", unit="prompt")):
+    for number, entry in enumerate(tqdm(prompts, desc=f"vbench {sampler.steps} steps", unit="prompt")):
         text = augmented.get(entry.prompt, entry.prompt)
         seeds = [clip_seed(args.seed, number * args.videos_per_prompt + i) for i in range(args.videos_per_prompt)]
         names = [video_name(entry.prompt, i) for i in range(args.videos_per_prompt)]
         todo = [i for i, name in enumerate(names) if not (out / name).exists()]
         if todo:
-            videos = generator.videos([text] * len(todo), [seeds[i] for i in todo], open_vocabulary=True)
+            videos = sampler.videos([text] * len(todo), [seeds[i] for i in todo], open_vocabulary=True)
             for i, video in zip(todo, videos, strict=True):
                 write_mp4(out / names[i], video, fps=args.fps, upscale=UPSCALE)
         records.append(
@@ -95,11 +95,11 @@ def main(argv: Sequence[str]) -> None:
         "fps": args.fps,
         "frames": frames,
         "resolution": {"height": height * UPSCALE, "width": width * UPSCALE, "generated": [height, width]},
-        "steps": generator.steps,
-        "guidance_scale": generator.guidance_scale,
+        "steps": sampler.steps,
+        "guidance_scale": sampler.guidance_scale,
         "prompt_augmentation": bool(augmented),
         "augmented_prompts_file": args.augmented_prompts,
-        "model": {"kind": generator.kind, "checkpoint": args.checkpoint or "shipped tiny teacher"},
+        "model": {"kind": sampler.kind, "checkpoint": args.checkpoint or "shipped tiny teacher"},
         "prompts": records,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

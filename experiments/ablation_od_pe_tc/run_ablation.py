@@ -1,10 +1,10 @@
 """`make ablation-od-pe-tc`: the paper's ablation (VCM → +OD → +OD+PE → +OD+PE+TC → DCM) on the tiny
 tier, every row from the one shared trajectory cache, each with several seeds, scored by MiniBench.
 
-    python experiments/ablation_od_pe_tc/run_ablation.py                    (~75 min on 2 CPU cores)
-    python experiments/ablation_od_pe_tc/run_ablation.py --steps 1000 --seeds 0 1 2 3 4   (longer runs)
+    python -m experiments.ablation_od_pe_tc.run_ablation                    (~75 min on 2 CPU cores)
+    python -m experiments.ablation_od_pe_tc.run_ablation --steps 1000 --seeds 0 1 2 3 4   (longer runs)
 
-Rows (DESIGN.md §2 "Ablation rows"), all sampled with DCM's 2 + 2 schedule at κ = 37:
+Rows (docs/design.md §2 "Ablation rows"), all sampled with DCM's 2 + 2 schedule at κ = 37:
   VCM        one full-parameter student over the whole trajectory with DCM's two phases (2·S steps)
   +OD        SemE (no TC, S steps) + a full-parameter detail expert, consistency only (S batches)
   +OD+PE     SemE (no TC) + the LoRA + Ψ detail expert, consistency only
@@ -20,11 +20,9 @@ into experiments/ablation_od_pe_tc/results.{json,md} and results.png, next to th
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tiny_table import DCM_STAGES, NO_GAN, Stage, run_table  # noqa: E402
+from experiments.tiny_table import DCM_STAGES, NO_GAN, Stage, run_table
 
 HERE = Path(__file__).resolve().parent
 STAGES = {
@@ -52,5 +50,5 @@ PAPER = {  # VBench Total / Quality / Semantic (HunyuanVideo, the paper's ablati
 }
 
 if __name__ == "__main__":
-    script = "experiments/ablation_od_pe_tc/run_ablation.py"
+    script = "experiments.ablation_od_pe_tc.run_ablation"
     run_table(script, "The OD / PE / TC ablation on the tiny tier.", STAGES, ROWS, PAPER, HERE)

@@ -1,8 +1,8 @@
 """`make compare`: the paper's main table on the tiny tier — teacher-50, LCM-4, PCM-4, DCM-4, DCM-8 —
 from the one shared trajectory cache, each student with several seeds, scored by MiniBench.
 
-    python experiments/compare/run_compare.py                        (~30 min after the ablation, ~50 from nothing)
-    python experiments/compare/run_compare.py --steps 500 --seeds 0 1 2 3 4
+    python -m experiments.compare.run_compare                        (~30 min after the ablation, ~50 from nothing)
+    python -m experiments.compare.run_compare --steps 500 --seeds 0 1 2 3 4
 
 LCM (one phase) and PCM (4 phases) are single models over the whole trajectory trained for 2·S steps;
 DCM is the semantic expert (S steps, TC) plus the LoRA + Ψ detail expert with GAN + feature matching
@@ -14,11 +14,9 @@ Writes experiments/compare/results.{json,md} and results.png, next to the paper'
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tiny_table import DCM_STAGES, Stage, run_table  # noqa: E402
+from experiments.tiny_table import DCM_STAGES, Stage, run_table
 
 HERE = Path(__file__).resolve().parent
 STAGES = {"lcm": Stage("lcm_tiny", {}, None, 2), "pcm": Stage("pcm_tiny", {}, None, 2), **DCM_STAGES}
@@ -33,4 +31,4 @@ PAPER = {  # VBench Total / Quality / Semantic (HunyuanVideo, the paper's main t
 
 if __name__ == "__main__":
     description = "teacher-50 vs LCM-4, PCM-4, DCM-4, DCM-8 on the tiny tier."
-    run_table("experiments/compare/run_compare.py", description, STAGES, ROWS, PAPER, HERE, latency=True)
+    run_table("experiments.compare.run_compare", description, STAGES, ROWS, PAPER, HERE, latency=True)

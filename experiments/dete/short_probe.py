@@ -2,9 +2,10 @@
 cache, then the 4-step oracle accuracies on 16 held-out prompts. Used to pick the tiny tier's
 learning rates (experiments/dete/README.md); nothing is saved but a CSV log.
 
-    python experiments/dete/short_probe.py dete --batches 100 --set learning_rate=1e-5
-    python experiments/dete/short_probe.py dete --batches 100 --set adversarial_weight=0 feature_matching_weight=0
-    python experiments/dete/short_probe.py lcm --batches 250 --set learning_rate=1e-5
+    python -m experiments.dete.short_probe dete --batches 100 --set learning_rate=1e-5
+    python -m experiments.dete.short_probe dete --batches 100 \
+        --set adversarial.weight=0 adversarial.feature_matching_weight=0
+    python -m experiments.dete.short_probe lcm --batches 250 --set learning_rate=1e-5
 
 Needs `make seme-tiny` (the semantic checkpoint and the cache) first.
 """
@@ -14,19 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import lightning as L
-import torch
 import yaml
 
-from dcm_lightning.checkpoints import Generator
-from dcm_lightning.data.moving_shapes.datasets import prompt_suite
 from dcm_lightning.data.trajectory_datamodule import TrajectoryDataModule
-from dcm_lightning.diffusion import sigma_at
-from dcm_lightning.diffusion.phases import CLEAN_INDEX
-from dcm_lightning.evaluation.suite import evaluate_on_suite
+from dcm_lightning.evaluation.oracle_accuracy import oracle_accuracy
+from dcm_lightning.lightning_cli import compose_documented
 from dcm_lightning.modules import DetEModule, PhasedConsistencyModule
+from dcm_lightning.moving_shapes.datasets import prompt_suite
 
 CONFIGS = {"dete": "configs/dete_tiny.yaml", "lcm": "configs/lcm_tiny.yaml", "pcm": "configs/pcm_tiny.yaml"}
 
@@ -46,8 +43,13 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=100)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="model settings over the config's")
     args = parser.parse_args()
-    settings = yaml.safe_load(Path(CONFIGS[args.kind]).read_text())["model"]["init_args"]
-    settings.update({k: _value(v) for k, v in (item.split("=", 1) for item in args.set)})
+    settings = compose_documented(CONFIGS[args.kind])["model"]["init_args"]
+    for key, value in (item.split("=", 1) for item in args.set):  # dotted keys reach a group: adversarial.weight
+        *groups, name = key.split(".")
+        target = settings
+        for group in groups:
+            target = target.setdefault(group, {})
+        target[name] = _value(value)
     L.seed_everything(0)
     module = (DetEModule if args.kind == "dete" else PhasedConsistencyModule)(**settings)
     steps = args.batches * getattr(module, "optimizer_steps_per_batch", 1)
@@ -65,11 +67,15 @@ def main() -> None:
     start = time.perf_counter()
     trainer.fit(module, datamodule=data)
     module.eval()
-    levels = torch.tensor([*module.sampling_indices(4), CLEAN_INDEX])
-    generator = Generator(module.student, sigma_at(levels, module.teacher.sigmas()), 1.0, "student")
-    report, _ = evaluate_on_suite(generator, prompt_suite(16, 1, 1000), progress=False)
-    keys = ("shape_acc", "color_acc", "texture_acc", "direction_acc", "all_acc")
-    result = {"kind": args.kind, "batches": args.batches, "set": args.set, **{k: report[k] for k in keys}}
+    cases = prompt_suite(16, 1, 1000)
+    videos = module.sample([c.prompt for c in cases], [c.seed for c in cases], steps=4)
+    report = oracle_accuracy(videos, [c.attributes for c in cases], module.student.spec)
+    result = {
+        "kind": args.kind,
+        "batches": args.batches,
+        "set": args.set,
+        **{k: round(v, 4) for k, v in report.items()},
+    }
     result["seconds"] = round(time.perf_counter() - start)
     print(json.dumps(result))
 

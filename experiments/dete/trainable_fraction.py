@@ -1,7 +1,7 @@
 """Trainable fraction of the detail expert (LoRA on the attention projections + Ψ copies), for the
 tiny student and, from its diffusers config alone (meta tensors, no weights), HunyuanVideo's 13 B.
 
-    python experiments/dete/trainable_fraction.py > experiments/dete/trainable_fraction.json
+    python -m experiments.dete.trainable_fraction > experiments/dete/trainable_fraction.json
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import json
 import torch
 from torch import nn
 
-from dcm_lightning.experts import LORA_TARGETS, DualExpertNetwork
+from dcm_lightning.experts import DualExpertNetwork
 from dcm_lightning.networks.tiny_dit import TinyVideoDiT, tiny_dit_config
+from dcm_lightning.teachers.base import LORA_TARGETS
 from dcm_lightning.teachers.tiny import TinyTeacher
 
 HUNYUAN_PSI = ("time_text_embed", "norm_out", "proj_out")  # official: time_in, vector_in, guidance_in, final_layer
@@ -45,7 +46,9 @@ def main() -> None:
     tiny = TinyVideoDiT(tiny_dit_config("cpu"))
     report = {"tiny_cpu_r16": fraction(tiny, TinyTeacher.psi_modules, 16)}
     # Cross-check the formula against the real wrapper on the tiny network.
-    wrapped = DualExpertNetwork(TinyVideoDiT(tiny_dit_config("cpu")), TinyTeacher.psi_modules, lora_rank=16)
+    wrapped = DualExpertNetwork(
+        TinyVideoDiT(tiny_dit_config("cpu")), TinyTeacher.psi_modules, lora_rank=16, lora_targets=LORA_TARGETS
+    )
     assert sum(p.numel() for p in wrapped.trainable_parameters()) == (
         report["tiny_cpu_r16"]["lora_parameters"] + report["tiny_cpu_r16"]["psi_parameters"]
     )

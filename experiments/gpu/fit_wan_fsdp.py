@@ -2,8 +2,8 @@
 (ModelParallelStrategy / FSDP2, bf16-mixed, activation checkpointing) on a random-init Wan2.1-1.3B
 pipeline folder, one process, through the user's own command line.
 
-    python experiments/gpu/fit_wan_fsdp.py --out experiments/gpu/fit_wan_fsdp_h100.json   (on a GPU)
-    python experiments/gpu/fit_wan_fsdp.py --tiny --out /tmp/fit_wan_tiny.json             (CPU smoke run)
+    python -m experiments.gpu.fit_wan_fsdp --out experiments/gpu/fit_wan_fsdp_h100.json   (on a GPU)
+    python -m experiments.gpu.fit_wan_fsdp --tiny --out /tmp/fit_wan_tiny.json             (CPU smoke run)
 
 What it does, in a scratch folder: writes a diffusers folder (model_index.json, transformer/ in bf16,
 scheduler/) of a randomly initialized WanTransformer3DModel with Wan2.1-T2V-1.3B's config, and a
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -29,10 +28,10 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+from dcm_lightning.lightning_cli import compose_documented
+from dcm_lightning.teachers.wan import WAN21_T2V_1_3B
 
-from dcm_lightning.teachers.wan import WAN21_T2V_1_3B  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 TINY = dict(
     WAN21_T2V_1_3B, num_attention_heads=2, attention_head_dim=16, text_dim=32, freq_dim=32, ffn_dim=64, num_layers=2
@@ -72,7 +71,7 @@ def write_latents(folder: Path, latent: tuple, text: tuple, count: int) -> None:
 
 
 def stage_config(work: Path, stage: str, max_steps: int, tiny: bool, **model) -> Path:
-    values = yaml.safe_load((REPO / "configs" / f"{stage}_wan.yaml").read_text())
+    values = compose_documented(REPO / "configs" / f"{stage}_wan.yaml", REPO)
     root = work / stage
     values["trainer"].update(
         num_nodes=1,
@@ -86,7 +85,10 @@ def stage_config(work: Path, stage: str, max_steps: int, tiny: bool, **model) ->
                 "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
                 "init_args": {"dirpath": str(root / "checkpoints"), "save_last": True, "every_n_train_steps": 1000},
             },
-            {"class_path": "step_timer.StepTimer", "init_args": {"out": str(work / f"{stage}-{max_steps}.json")}},
+            {
+                "class_path": "experiments.gpu.step_timer.StepTimer",
+                "init_args": {"out": str(work / f"{stage}-{max_steps}.json")},
+            },
         ],
     )
     values["trainer"]["strategy"]["init_args"]["data_parallel_size"] = 1
@@ -100,13 +102,10 @@ def stage_config(work: Path, stage: str, max_steps: int, tiny: bool, **model) ->
 
 
 def fit(config: Path, *extra: str) -> dict:
-    paths = [str(REPO / "experiments" / "gpu"), os.environ.get("PYTHONPATH", "")]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     start = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-W", "ignore", "-m", "dcm_lightning", "fit", "--config", str(config), *extra],
         cwd=REPO,
-        env=env,
         capture_output=True,
         text=True,
     )

@@ -1,7 +1,7 @@
 """GPU figures for issue 6: a SemE step and the sampling latency of a Wan2.1-1.3B-architecture student.
 
-    python experiments/gpu/wan_seme_step.py --out experiments/gpu/wan_1.3b.json      (on a GPU)
-    python experiments/gpu/wan_seme_step.py --tiny                                    (CPU smoke run)
+    python -m experiments.gpu.wan_seme_step --out experiments/gpu/wan_1.3b.json      (on a GPU)
+    python -m experiments.gpu.wan_seme_step --tiny                                    (CPU smoke run)
 
 Random initialization (no weights are downloaded): the numbers are speed and memory, not quality.
 The student is diffusers' WanTransformer3DModel with Wan2.1-T2V-1.3B's config behind this package's
@@ -24,11 +24,11 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from dcm_lightning.data.moving_shapes.text import TextCondition
+from dcm_lightning.conditioning import TextCondition
 from dcm_lightning.diffusion import teacher_sigmas
 from dcm_lightning.diffusion.consistency import consistency_target, jump
 from dcm_lightning.losses import pseudo_huber, temporal_coherence
-from dcm_lightning.sampling import sample_teacher
+from dcm_lightning.sampling import denoiser, sample
 from dcm_lightning.teachers.wan import WAN21_T2V_1_3B, WanNetwork, WanTeacher
 
 TINY = dict(
@@ -148,10 +148,10 @@ def sampling_latency(teacher: WanTeacher, student: WanTeacher, text: TextConditi
     ):
         sigmas = teacher_sigmas(steps, teacher.shift)
         with torch.no_grad():
-            sample_teacher(model, noise, text, sigmas[-2:], scale)  # warm-up: one step
+            sample(denoiser(model, text, scale), model.parameterization, noise, sigmas[-2:])  # warm-up: one step
             synchronize(device)
             start = time.perf_counter()
-            sample_teacher(model, noise, text, sigmas, scale)
+            sample(denoiser(model, text, scale), model.parameterization, noise, sigmas)
             synchronize(device)
         timings[label] = time.perf_counter() - start
     return {

@@ -2,8 +2,8 @@
 against the default κ = 37 — and, so that "suggested beats default" is not just "lower is better",
 one κ beyond each of them — with several seeds, scored by MiniBench.
 
-    python experiments/kappa/run_kappa.py                      (κ 29 33 37 41; ~60 min after the ablation)
-    python experiments/kappa/run_kappa.py --kappas 33 37       (suggested and default only, ~25 min)
+    python -m experiments.kappa.run_kappa                      (κ 29 33 37 41; ~60 min after the ablation)
+    python -m experiments.kappa.run_kappa --kappas 33 37       (suggested and default only, ~25 min)
 
 The suggested κ is read from experiments/boundary/boundary.json (`make boundary-tiny` writes it).
 Every κ runs DCM's pipeline (experiments/tiny_table.py: the semantic expert with TC for S steps, then
@@ -21,8 +21,7 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tiny_table import DCM_STAGES, REPO, Stage, run_table, table_parser  # noqa: E402
+from experiments.tiny_table import DCM_STAGES, REPO, Stage, run_table, table_parser
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_KAPPA = yaml.safe_load((REPO / "configs" / "seme_tiny.yaml").read_text())["model"]["init_args"][
@@ -71,4 +70,4 @@ if __name__ == "__main__":
     )
     args = parser.parse_args()
     stages, rows = stages_and_rows(args.kappas, suggested)
-    run_table("experiments/kappa/run_kappa.py", "", stages, rows, {}, HERE, args=args)
+    run_table("experiments.kappa.run_kappa", "", stages, rows, {}, HERE, args=args)

@@ -1,7 +1,7 @@
 """The observation DCM starts from, on the tiny tier: loss and gradient norm of one consistency model
 (VCM: the whole trajectory, configs/vcm_tiny.yaml) differ between high- and low-noise samples.
 
-    python experiments/noise_levels/run_noise_levels.py            (~3 min on 2 CPU cores)
+    python -m experiments.noise_levels.run_noise_levels            (~3 min on 2 CPU cores)
 
 Runs `python -m dcm_lightning fit --config configs/vcm_tiny.yaml` for 200 steps with its
 NoiseLevelGradients callback (8 grid indices over the whole trajectory, 8 probe samples each, every
@@ -19,6 +19,8 @@ from pathlib import Path
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from dcm_lightning.lightning_cli import compose_documented
+
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 RUN = REPO / "runs" / "noise_levels_vcm"
@@ -26,7 +28,7 @@ STEPS = 200
 
 
 def main() -> None:
-    values = yaml.safe_load((REPO / "configs" / "vcm_tiny.yaml").read_text())
+    values = compose_documented(REPO / "configs" / "vcm_tiny.yaml", REPO)
     values["trainer"].update(
         max_steps=STEPS,
         default_root_dir=str(RUN),
@@ -44,7 +46,7 @@ def main() -> None:
         if tag.startswith("noise_level/"):
             kind, index = tag.removeprefix("noise_level/").rsplit("_n", 1)
             table.setdefault(index, {}).setdefault(kind, {}).update({e.step: e.value for e in events.Scalars(tag)})
-    record = {"command": "python experiments/noise_levels/run_noise_levels.py", "steps": STEPS, "indices": table}
+    record = {"command": "python -m experiments.noise_levels.run_noise_levels", "steps": STEPS, "indices": table}
     (HERE / "noise_levels.json").write_text(json.dumps(record, indent=1) + "\n")
     steps = sorted(next(iter(table.values()))["loss"])
     print("grid index | " + " | ".join(f"loss@{s}" for s in steps) + " | " + " | ".join(f"grad@{s}" for s in steps))

@@ -1,7 +1,7 @@
 """`make psi-tiny`: which Ψ the LoRA detail expert needs — on the consistency loss alone (the
 ablation's "+OD+PE" row) and in full DCM — on the tiny tier with several seeds, scored by MiniBench.
 
-    python experiments/psi/run_psi.py                  (~30 min after the ablation)
+    python -m experiments.psi.run_psi                  (~30 min after the ablation)
 
 Every row is a detail expert trained for S batches and sampled 2 + 2 at κ = 37; first from the
 ablation's semantic expert without TC (runs/ablation/seed*/seme_notc), consistency loss only:
@@ -17,22 +17,20 @@ Writes experiments/psi/results.{json,md,png}.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ablation_od_pe_tc.run_ablation import STAGES as ABLATION  # noqa: E402
-from tiny_table import NO_GAN, Stage, run_table  # noqa: E402
+from experiments.ablation_od_pe_tc.run_ablation import STAGES as ABLATION
+from experiments.tiny_table import NO_GAN, Stage, run_table
 
 HERE = Path(__file__).resolve().parent
 EMBEDDERS = ["time_embedder", "pooled_text_embedder"]
 STAGES = {
     **{name: ABLATION[name] for name in ("seme_notc", "dete_full", "dete_pe")},
-    "dete_pe_psi_embedders": Stage("dete_tiny", {**NO_GAN, "psi_modules": EMBEDDERS}, "seme_notc", 2),
-    "dete_pe_no_psi": Stage("dete_tiny", {**NO_GAN, "psi_modules": []}, "seme_notc", 2),
+    "dete_pe_psi_embedders": Stage("dete_tiny", {**NO_GAN, "detail": {"psi_modules": EMBEDDERS}}, "seme_notc", 2),
+    "dete_pe_no_psi": Stage("dete_tiny", {**NO_GAN, "detail": {"psi_modules": []}}, "seme_notc", 2),
     "seme_tc": ABLATION["seme_tc"],
     "dcm": ABLATION["dcm"],
-    "dcm_psi_embedders": Stage("dete_tiny", {"psi_modules": EMBEDDERS}, "seme_tc", 2),
+    "dcm_psi_embedders": Stage("dete_tiny", {"detail": {"psi_modules": EMBEDDERS}}, "seme_tc", 2),
 }
 ROWS = {
     "+OD": ("dete_full", 4),
@@ -45,4 +43,4 @@ ROWS = {
 
 if __name__ == "__main__":
     description = "Which Ψ the consistency-only LoRA detail expert needs, on the tiny tier."
-    run_table("experiments/psi/run_psi.py", description, STAGES, ROWS, {}, HERE)
+    run_table("experiments.psi.run_psi", description, STAGES, ROWS, {}, HERE)

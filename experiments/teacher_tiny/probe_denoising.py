@@ -4,7 +4,7 @@ Renders held-out MovingShapes clips (seed 999), noises them to each σ with fixe
 teacher for x̂0 (guidance 1) and lets the oracle read shape and texture off x̂0. A teacher that
 draws striped shapes plain loses the stripes in x̂0 from some σ up.
 
-    python experiments/teacher_tiny/probe_denoising.py [CHECKPOINT] [--striped-only]
+    python -m experiments.teacher_tiny.probe_denoising [CHECKPOINT] [--striped-only]
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import json
 
 import torch
 
-from dcm_lightning.checkpoints import load_teacher
-from dcm_lightning.data.moving_shapes import analyze_clip, parse_prompt
-from dcm_lightning.data.moving_shapes.datasets import MovingShapesClips
+from dcm_lightning.moving_shapes import analyze_clip, parse_prompt
+from dcm_lightning.moving_shapes.datasets import MovingShapesClips
+from dcm_lightning.teachers.loading import load_teacher
 
 SIGMAS = (0.1, 0.3, 0.5, 0.7)
 

@@ -1,6 +1,6 @@
 """Summarize a teacher training run from its TensorBoard events: steps, active wall time, final loss, val.
 
-    python experiments/teacher_tiny/run_summary.py [--last-step N] EVENT_DIR [EVENT_DIR ...]
+    python -m experiments.teacher_tiny.run_summary [--last-step N] EVENT_DIR [EVENT_DIR ...]
 
 Several folders (a run and its resumed continuations, in order) are read as one run. Wall time is the
 sum of the intervals between consecutive logged losses, leaving out gaps longer than two minutes

@@ -10,12 +10,12 @@ import torch
 
 from dcm_lightning.analysis.boundary import BoundaryCurves, clean_estimate, suggest_boundary
 from dcm_lightning.analysis.params import largest_tensor_differences, module_kind, relative_difference_by_kind
-from dcm_lightning.checkpoints import load_teacher
 from dcm_lightning.cli import main
 from dcm_lightning.data.trajectory_datamodule import TrajectoryDataModule
 from dcm_lightning.diffusion import FlowMatching, VPrediction
 from dcm_lightning.diffusion.parameterization import scaled_linear_alphas_cumprod
 from dcm_lightning.errors import UserError
+from dcm_lightning.teachers.loading import load_teacher
 from tests.conftest import save_random_teacher
 
 
@@ -76,7 +76,9 @@ def test_analyze_params_and_boundary_from_the_command_line(tmp_path, capsys):
     assert (tmp_path / "params" / "params.png").stat().st_size > 0
 
     teacher = load_teacher(a)
-    consumer = SimpleNamespace(teacher=teacher, training_indices=lambda: list(range(10)))
+    consumer = SimpleNamespace(
+        teacher=teacher, training_indices=lambda: list(range(10)), needs_clean_sample=False, optimizer_steps_per_batch=1
+    )
     data = TrajectoryDataModule(cache_dir=str(tmp_path / "cache"), num_trajectories=4, samples_per_shard=4)
     data.prepare_cache(consumer)
     out = tmp_path / "boundary"

@@ -9,12 +9,12 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from dcm_lightning.checkpoints import load_teacher
-from dcm_lightning.data.moving_shapes.text import TextCondition
+from dcm_lightning.conditioning import TextCondition
 from dcm_lightning.data.prompt_file import prompt_file_suite
 from dcm_lightning.data.trajectory_datamodule import CachedPairs, TrajectoryDataModule
 from dcm_lightning.errors import UserError
-from dcm_lightning.sampling import seeded_noise, teacher_trajectory
+from dcm_lightning.sampling import denoiser, ode_trajectory, seeded_noise
+from dcm_lightning.teachers.loading import load_teacher
 from tests.tiny_diffusers import POOLED_DIM, TEXT_DIM, TEXT_TOKENS, teacher_settings, write_pipeline_folder
 
 PROMPTS = "a red cat runs\n\nthe blue dog jumps in the snow\na dog in the snow\n"
@@ -37,7 +37,9 @@ def _data(tmp_path, **overrides) -> TrajectoryDataModule:
 def test_a_wan_cache_holds_bf16_states_of_the_cfg_teacher_and_the_pipelines_embeddings(tmp_path):
     folder = write_pipeline_folder("wan", tmp_path / "wan", text_encoder=True)
     teacher = load_teacher(teacher_settings(folder, text_encoders=True))  # CFG 5 against ""
-    consumer = SimpleNamespace(teacher=teacher, training_indices=lambda: [9, 5])
+    consumer = SimpleNamespace(
+        teacher=teacher, training_indices=lambda: [9, 5], needs_clean_sample=False, optimizer_steps_per_batch=1
+    )
     cache = _data(tmp_path).prepare_cache(consumer)
     assert cache.is_complete() and cache.spec.guidance_scale == 5.0 and cache.spec.dtype == "bfloat16"
     with safe_open(cache.shard_path(0), framework="pt") as shard:
@@ -48,7 +50,14 @@ def test_a_wan_cache_holds_bf16_states_of_the_cfg_teacher_and_the_pipelines_embe
     ]
     # Sample 1 is the teacher's own 10-step trajectory from its seeded noise, kept at σ_9 … σ_4 and 0.
     condition = teacher.encode_prompts([cases[1].prompt])
-    states = list(teacher_trajectory(teacher, seeded_noise([cases[1].seed], teacher.latent_shape()), condition))
+    states = list(
+        ode_trajectory(
+            denoiser(teacher, condition),
+            teacher.parameterization,
+            seeded_noise([cases[1].seed], teacher.latent_shape()),
+            teacher.sigmas(),
+        )
+    )
     read = cache.read_sample(1, [9, 5, -1])
     expected = torch.cat([states[0], states[4], states[-1]])
     # Within bf16 storage rounding (built in batches of 2 here, so the float sums differ slightly too).
@@ -70,7 +79,9 @@ def test_a_hunyuan_cache_carries_the_pooled_prompt_vector_into_training_batches(
         return TextCondition(embeds, torch.ones(len(prompts), TEXT_TOKENS, dtype=torch.bool), pooled)
 
     teacher._encode = encode
-    consumer = SimpleNamespace(teacher=teacher, training_indices=lambda: [9, 5])
+    consumer = SimpleNamespace(
+        teacher=teacher, training_indices=lambda: [9, 5], needs_clean_sample=False, optimizer_steps_per_batch=1
+    )
     cache = _data(tmp_path, cache_dtype="float32").prepare_cache(consumer)
     pair = CachedPairs(cache, [9, 5], seed=0)[0]
     assert pair["text_pooled"].shape == (POOLED_DIM,)

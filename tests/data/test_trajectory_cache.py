@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dcm_lightning.data.moving_shapes.datasets import prompt_suite
 from dcm_lightning.data.trajectory_cache import TrajectoryCache, cache_spec
 from dcm_lightning.errors import UserError
-from dcm_lightning.sampling import seeded_noise, teacher_trajectory
+from dcm_lightning.moving_shapes.datasets import prompt_suite
+from dcm_lightning.sampling import denoiser, ode_trajectory, seeded_noise
 
 KEPT = (49, 37, 10, -1)
 
@@ -38,7 +38,14 @@ def test_a_cache_holds_the_teachers_states_at_the_kept_indices(teacher, cases, t
     assert shard["states"].shape == (2, 4, *teacher.latent_shape())
     assert shard["seeds"].tolist() == [cases[2].seed, cases[3].seed]
     noise = seeded_noise([cases[2].seed], teacher.latent_shape())
-    states = list(teacher_trajectory(teacher, noise, teacher.encode_prompts([cases[2].prompt])))
+    states = list(
+        ode_trajectory(
+            denoiser(teacher, teacher.encode_prompts([cases[2].prompt])),
+            teacher.parameterization,
+            noise,
+            teacher.sigmas(),
+        )
+    )
     for k, index in enumerate(KEPT):
         torch.testing.assert_close(shard["states"][0, k], states[49 - index][0])
 

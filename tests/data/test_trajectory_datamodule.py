@@ -20,13 +20,14 @@ from safetensors.torch import load_file
 
 from dcm_lightning.cli import main
 from dcm_lightning.data.latent_folder import LatentFolder, write_moving_shapes_latents
-from dcm_lightning.data.moving_shapes.datasets import training_suite
 from dcm_lightning.data.trajectory_cache import sha256_file
 from dcm_lightning.data.trajectory_datamodule import CachedPairs, EpochOrder, NoisedLatents, TrajectoryDataModule
 from dcm_lightning.diffusion import sigma_at
 from dcm_lightning.errors import UserError
+from dcm_lightning.lightning_cli import compose_documented
 from dcm_lightning.modules import SemEModule
-from dcm_lightning.sampling import seeded_noise, teacher_trajectory
+from dcm_lightning.moving_shapes.datasets import training_suite
+from dcm_lightning.sampling import denoiser, ode_trajectory, seeded_noise
 
 REPO = Path(__file__).resolve().parents[2]
 KAPPA = 6
@@ -53,7 +54,14 @@ def test_a_cached_pair_is_the_teachers_state_at_n_and_its_next_step(student, tmp
         assert n in student.training_indices()
         case = cases[sample]
         noise = seeded_noise([case.seed], student.teacher.latent_shape())
-        states = list(teacher_trajectory(student.teacher, noise, student.teacher.encode_prompts([case.prompt])))
+        states = list(
+            ode_trajectory(
+                denoiser(student.teacher, student.teacher.encode_prompts([case.prompt])),
+                student.teacher.parameterization,
+                noise,
+                student.teacher.sigmas(),
+            )
+        )
         last = student.teacher.num_steps - 1  # state p of the trajectory is grid index last − p
         torch.testing.assert_close(batch["x_n"], states[last - n][0])
         torch.testing.assert_close(batch["x_prev"], states[last - n + 1][0])
@@ -133,7 +141,7 @@ def test_the_latent_source_noises_a_data_latent_to_the_drawn_grid_point(student,
 
 
 def cache_config(tmp_path: Path, teacher: Path, num_trajectories: int) -> Path:
-    config = yaml.safe_load((REPO / "configs" / "seme_tiny.yaml").read_text())
+    config = compose_documented(REPO / "configs" / "seme_tiny.yaml", REPO)
     config["trainer"].update(logger=False, callbacks=[], default_root_dir=str(tmp_path / "run"))
     config["model"]["init_args"].update(teacher=str(teacher), boundary_index=KAPPA)
     config["data"]["init_args"].update(

@@ -1,4 +1,4 @@
-"""Variance-correct re-noising to σ_adv (DESIGN.md §2): the marginal at σ_adv is the forward process's."""
+"""Variance-correct re-noising to σ_adv (docs/design.md §2): the marginal at σ_adv is the forward process's."""
 
 from __future__ import annotations
 

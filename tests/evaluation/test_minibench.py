@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
-from dcm_lightning.data.moving_shapes import MovingShapesSpec, parse_prompt
-from dcm_lightning.data.moving_shapes.render import Motion, render_clip, render_sample
 from dcm_lightning.evaluation.agreement import teacher_agreement
 from dcm_lightning.evaluation.latency import count_forwards, nfe_bound_fraction
 from dcm_lightning.evaluation.minibench import QUALITY_WEIGHTS, SEMANTIC_DIMENSIONS, aggregate, score_video
+from dcm_lightning.moving_shapes import MovingShapesSpec, parse_prompt
+from dcm_lightning.moving_shapes.render import Motion, render_clip, render_sample
 
 SPEC = MovingShapesSpec()
 PROMPT = "a striped red square moving right"
@@ -87,7 +87,7 @@ def test_teacher_agreement_is_psnr_and_ssim_per_video():
 
 
 def test_nfe_counts_both_halves_of_a_guided_step(random_tiny_teacher):
-    from dcm_lightning.sampling import sample_teacher, seeded_noise
+    from dcm_lightning.sampling import denoiser, sample, seeded_noise
 
     teacher = random_tiny_teacher
     noise = seeded_noise([1, 2], teacher.latent_shape())
@@ -96,8 +96,8 @@ def test_nfe_counts_both_halves_of_a_guided_step(random_tiny_teacher):
     sigmas = torch.cat([sigmas, sigmas.new_zeros(1)]) if sigmas[-1] != 0 else sigmas
     steps = len(sigmas) - 1
     with count_forwards(teacher.network) as guided:
-        sample_teacher(teacher, noise, condition, sigmas, guidance_scale=4.0)
+        sample(denoiser(teacher, condition, 4.0), teacher.parameterization, noise, sigmas)
     with count_forwards(teacher.network) as unguided:
-        sample_teacher(teacher, noise, condition, sigmas, guidance_scale=1.0)
+        sample(denoiser(teacher, condition, 1.0), teacher.parameterization, noise, sigmas)
     assert guided.per_video(2) == 2 * steps and unguided.per_video(2) == steps
     assert nfe_bound_fraction(speedup=12.5, reference_nfe=100, nfe=4) == pytest.approx(0.5)

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from dcm_lightning.lightning_cli import compose_documented
+from experiments import tiny_table
+from experiments.kappa.run_kappa import DEFAULT_KAPPA, stages_and_rows
+
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "experiments"))
-import tiny_table  # noqa: E402
-from kappa.run_kappa import DEFAULT_KAPPA, stages_and_rows  # noqa: E402
 
 
 def _row(total: float) -> dict:
@@ -56,18 +56,20 @@ def test_markdown_without_paper_numbers_has_no_paper_columns():
 
 
 def test_stage_config_changes_only_seed_steps_paths_and_overrides(tmp_path):
-    stage = tiny_table.Stage("dete_tiny", {"adversarial_weight": 0.0}, "seme_tc", 2)
+    stage = tiny_table.Stage("dete_tiny", tiny_table.NO_GAN, "seme_tc", 2)
     path, run = tiny_table.stage_config(stage, "dete_pe", seed=3, steps=10, root=tmp_path)
     written = yaml.safe_load(path.read_text())
-    shipped = yaml.safe_load((REPO / "configs" / "dete_tiny.yaml").read_text())
+    shipped = compose_documented(REPO / "configs" / "dete_tiny.yaml", REPO)
     assert run == tmp_path / "seed3" / "dete_pe"
     assert written["seed_everything"] == 3 and written["trainer"]["max_steps"] == 20
     assert written["data"]["init_args"]["seed"] == 3
     model = written["model"]["init_args"]
     assert model["semantic_checkpoint"] == str(tmp_path / "seed3" / "seme_tc" / "final.ckpt")
-    assert model["adversarial_weight"] == 0.0
-    for key, value in shipped["model"]["init_args"].items():
-        if key not in ("adversarial_weight", "semantic_checkpoint"):
+    shipped = shipped["model"]["init_args"]
+    assert model["adversarial"] == {**shipped["adversarial"], "weight": 0.0, "feature_matching_weight": 0.0}
+    assert model["adversarial"]["real_source"] == "teacher", "a group override keeps the keys it does not name"
+    for key, value in shipped.items():
+        if key not in ("adversarial", "semantic_checkpoint"):
             assert model[key] == value
 
 

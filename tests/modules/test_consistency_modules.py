@@ -11,8 +11,9 @@ import torch
 import yaml
 
 from dcm_lightning.cli import main
-from dcm_lightning.data.moving_shapes import TextCondition
+from dcm_lightning.conditioning import TextCondition
 from dcm_lightning.errors import UserError
+from dcm_lightning.lightning_cli import compose_documented
 from dcm_lightning.modules import PhasedConsistencyModule, SemEModule, VanillaConsistencyModule
 
 REPO = Path(__file__).resolve().parents[2]
@@ -22,7 +23,7 @@ KAPPA = 6  # a boundary inside the test teacher's 10-step grid
 def distill_config(tmp_path: Path, name: str, teacher: Path, max_steps: int, source: str = "seme_tiny") -> Path:
     """``configs/<source>.yaml`` shrunk to seconds: the random teacher, 8 cached trajectories, batch 4,
     a CSV log of every step's losses, checkpoints every 2 steps."""
-    config = yaml.safe_load((REPO / "configs" / f"{source}.yaml").read_text())
+    config = compose_documented(REPO / "configs" / f"{source}.yaml", REPO)
     root = tmp_path / name
     config["trainer"].update(
         max_steps=max_steps,

@@ -10,11 +10,16 @@ import torch
 from dcm_lightning.cli import main
 from dcm_lightning.data.trajectory_datamodule import CachedPairs, TrajectoryDataModule
 from dcm_lightning.errors import UserError
+from dcm_lightning.evaluation import EvaluatedModel
 from dcm_lightning.modules import DetEModule
-from tests.modules.conftest import dete_config
+from dcm_lightning.modules.dete import AdversarialSpec, DetailExpertSpec
+from tests.conftest import dete_config
 from tests.modules.test_consistency_modules import logged
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+LORA_4 = DetailExpertSpec(lora_rank=4, lora_alpha=8.0)
 
 
 def _inputs(module):
@@ -31,7 +36,7 @@ def test_dete_logs_every_gan_term_and_leaves_the_semantic_expert_bit_identical(c
     trained = DetEModule.load_from_checkpoint(
         next((tmp_path / "dete" / "checkpoints").glob("*step=4.ckpt")), weights_only=True
     )
-    fresh = DetEModule(semantic_checkpoint=str(semantic), lora_rank=4, lora_alpha=8.0)
+    fresh = DetEModule(semantic_checkpoint=str(semantic), detail=LORA_4)
     inputs = _inputs(trained)
     assert torch.equal(trained.student.network(*inputs, expert="semantic"), fresh.student.network.semantic(*inputs))
     assert not torch.equal(
@@ -41,7 +46,7 @@ def test_dete_logs_every_gan_term_and_leaves_the_semantic_expert_bit_identical(c
 
 def test_one_dete_step_runs_the_teacher_once_on_fake_and_once_on_real(chained, tmp_path):
     root, semantic = chained
-    module = DetEModule(semantic_checkpoint=str(semantic), lora_rank=4, lora_alpha=8.0)
+    module = DetEModule(semantic_checkpoint=str(semantic), detail=LORA_4)
     data = TrajectoryDataModule(cache_dir=str(root / "cache"), num_trajectories=8, samples_per_shard=4)
     pairs = CachedPairs(data.prepare_cache(module), module.training_indices(), seed=0)
     batch = {k: torch.stack([torch.as_tensor(pairs[i][k]) for i in range(2)]) for k in pairs[0]}
@@ -57,7 +62,9 @@ def test_without_gan_weights_a_dete_step_is_consistency_only(chained):
     the detail expert still trained."""
     root, semantic = chained
     module = DetEModule(
-        semantic_checkpoint=str(semantic), lora_rank=4, adversarial_weight=0.0, feature_matching_weight=0.0
+        semantic_checkpoint=str(semantic),
+        detail=LORA_4,
+        adversarial=AdversarialSpec(weight=0.0, feature_matching_weight=0.0),
     )
     data = TrajectoryDataModule(cache_dir=str(root / "cache"), num_trajectories=8, samples_per_shard=4)
     pairs = CachedPairs(data.prepare_cache(module), module.training_indices(), seed=0)
@@ -67,7 +74,7 @@ def test_without_gan_weights_a_dete_step_is_consistency_only(chained):
     discriminator = {k: v.clone() for k, v in module.discriminator.state_dict().items()}
     detail = {k: v.clone() for k, v in module.student.network.trainable_state_dict().items()}
     _manual_optimization_harness(module)(batch)
-    assert calls == [] and not module.adversarial
+    assert calls == [] and not module.adversarial.enabled
     assert all(torch.equal(v, module.discriminator.state_dict()[k]) for k, v in discriminator.items())
     after = module.student.network.trainable_state_dict()
     assert any(not torch.equal(v, after[k]) for k, v in detail.items())
@@ -77,23 +84,30 @@ def test_psi_modules_choose_what_the_detail_expert_copies(chained):
     """Ψ is the teacher adapter's unless the config names other modules; only those are copied and
     trained next to the adapters."""
     _, semantic = chained
-    default = DetEModule(semantic_checkpoint=str(semantic), lora_rank=4)
-    chosen = DetEModule(semantic_checkpoint=str(semantic), lora_rank=4, psi_modules=["time_embedder"])
+    default = DetEModule(semantic_checkpoint=str(semantic), detail=LORA_4)
+    chosen = DetEModule(
+        semantic_checkpoint=str(semantic), detail=DetailExpertSpec(lora_rank=4, psi_modules=["time_embedder"])
+    )
     assert default.student.network.settings["psi"] == list(default.teacher.psi_modules)
     assert chosen.student.network.settings["psi"] == ["time_embedder"]
     copied = {name.split(".")[1] for name in chosen.student.network.trainable_names() if name.startswith("psi.")}
     assert copied == {"time_embedder"}
-    adapters_only = DetEModule(semantic_checkpoint=str(semantic), lora_rank=4, psi_modules=[])
+    adapters_only = DetEModule(semantic_checkpoint=str(semantic), detail=DetailExpertSpec(lora_rank=4, psi_modules=[]))
     assert all("lora_" in name for name in adapters_only.student.network.trainable_names())
     with pytest.raises(UserError, match="neither modules nor parameters"):
-        DetEModule(semantic_checkpoint=str(semantic), psi_modules=["no_such_layer"])
+        DetEModule(semantic_checkpoint=str(semantic), detail=DetailExpertSpec(psi_modules=["no_such_layer"]))
 
 
 def test_the_ema_student_can_be_the_discriminators_real(chained):
     root, semantic = chained
     with pytest.raises(UserError, match="needs target_network: ema"):
-        DetEModule(semantic_checkpoint=str(semantic), real_source="ema")
-    module = DetEModule(semantic_checkpoint=str(semantic), lora_rank=4, real_source="ema", target_network="ema")
+        DetEModule(semantic_checkpoint=str(semantic), adversarial=AdversarialSpec(real_source="ema"))
+    module = DetEModule(
+        semantic_checkpoint=str(semantic),
+        detail=LORA_4,
+        adversarial=AdversarialSpec(real_source="ema"),
+        target_network="ema",
+    )
     data = TrajectoryDataModule(cache_dir=str(root / "cache"), num_trajectories=8, samples_per_shard=4)
     pairs = CachedPairs(data.prepare_cache(module), module.training_indices(), seed=0)
     batch = {k: torch.stack([torch.as_tensor(pairs[i][k]) for i in range(2)]) for k in pairs[0]}
@@ -105,7 +119,9 @@ def test_the_ema_student_can_be_the_discriminators_real(chained):
 
 def test_the_teachers_own_trajectory_end_can_be_the_discriminators_real(chained):
     root, semantic = chained
-    module = DetEModule(semantic_checkpoint=str(semantic), lora_rank=4, real_source="teacher")
+    module = DetEModule(
+        semantic_checkpoint=str(semantic), detail=LORA_4, adversarial=AdversarialSpec(real_source="teacher")
+    )
     assert module.needs_clean_sample
     data = TrajectoryDataModule(cache_dir=str(root / "cache"), num_trajectories=8, samples_per_shard=4)
     cache = data.prepare_cache(module)
@@ -153,14 +169,14 @@ def test_sample_runs_the_dual_expert_student_from_its_checkpoint(chained, tmp_pa
 
 def test_the_full_parameter_detail_expert_trains_too(chained, tmp_path):
     root, semantic = chained
-    config = dete_config(root, "dete_full", semantic, 2, detail_mode="full")
+    config = dete_config(root, "dete_full", semantic, 2, detail={"mode": "full"})
     main(["fit", "--config", str(config)])
     assert len(logged(root / "dete_full", "train/d_loss")) == 1
 
 
 def test_an_exported_dcm_student_reproduces_the_training_time_sampler(chained, tmp_path):
-    from dcm_lightning.checkpoints import load_generator
-    from dcm_lightning.sampling import sample_teacher, seeded_noise
+    from dcm_lightning.generation import load_sampler
+    from dcm_lightning.sampling import seeded_noise
 
     root, _ = chained
     checkpoint = next((root / "dete" / "checkpoints").glob("*step=4.ckpt"))
@@ -169,37 +185,38 @@ def test_an_exported_dcm_student_reproduces_the_training_time_sampler(chained, t
     videos = []
     for source in (checkpoint, tmp_path / "student"):
         for steps in (4, 6):  # 2 + 2 and 3 + 3 on the 10-step test grid
-            generator = load_generator(source, steps)
-            noise = seeded_noise([3, 4], generator.model.latent_shape())
-            condition = generator.model.encode_prompts(
+            sampler = load_sampler(source, steps)
+            noise = seeded_noise([3, 4], sampler.model.latent_shape())
+            condition = sampler.model.encode_prompts(
                 ["a plain red circle moving up", "a striped cyan square moving left"]
             )
-            videos.append(sample_teacher(generator.model, noise, condition, generator.sigmas, generator.guidance_scale))
+            videos.append(sampler.latents(noise, condition))
     torch.testing.assert_close(videos[2], videos[0], rtol=0, atol=0)
     torch.testing.assert_close(videos[3], videos[1], rtol=0, atol=0)
     assert not torch.equal(videos[0], videos[1]), "4 and 6 steps are different schedules"
 
 
-def test_compare_puts_teacher_and_dcm_student_side_by_side(chained, tmp_path, capsys):
+def test_minibench_puts_teacher_and_dcm_student_side_by_side(chained, tmp_path, capsys):
     import json
 
     root, _ = chained
     checkpoint = next((root / "dete" / "checkpoints").glob("*step=4.ckpt"))
-    out = tmp_path / "summary.json"
+    out = tmp_path / "minibench"
     main(
-        ["compare", "--model", f"teacher={root / 'teacher'}", "--model", f"dcm-4={checkpoint}:4"]
-        + ["--num-prompts", "3", "--seeds-per-prompt", "1", "--out", str(out)]
+        ["minibench", "--model", f"teacher={root / 'teacher'}", "--model", f"dcm-4={checkpoint}:4"]
+        + ["--num-prompts", "3", "--seeds-per-prompt", "1", "--latency-repeats", "1", "--out", str(out)]
     )
-    models = json.loads(out.read_text())["models"]
-    assert models["teacher"]["steps"] == 10 and models["dcm-4"]["steps"] == 4
-    assert all(models[m]["n_videos"] == 3 for m in models)
-    assert "| dcm-4 |" in capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    rows = results["rows"]
+    assert results["reference"] == "teacher" and results["suite"]["videos"] == 3
+    assert rows["teacher"]["steps"] == 10 and rows["dcm-4"]["steps"] == 4 and rows["dcm-4"]["nfe_per_video"] == 4
+    assert "| dcm-4 |" in (out / "results.md").read_text() and "| dcm-4 |" in capsys.readouterr().out
 
 
-def test_compare_model_specs():
-    from dcm_lightning.tools.compare import parse_model
+def test_minibench_model_specs():
+    from dcm_lightning.tools.minibench import parse_model
 
-    assert parse_model("teacher-50=shipped:50") == ("teacher-50", None, 50)
-    assert parse_model("x=runs/a:b/last.ckpt") == ("x", "runs/a:b/last.ckpt", None)
+    assert parse_model("teacher-50=shipped:50") == EvaluatedModel("teacher-50", None, 50)
+    assert parse_model("x=runs/a:b/last.ckpt") == EvaluatedModel("x", "runs/a:b/last.ckpt", None)
     with pytest.raises(UserError, match="LABEL=PATH"):
         parse_model("no-label")

@@ -9,11 +9,12 @@ import pytest
 import torch
 import yaml
 
-from dcm_lightning.checkpoints import student_module_from_checkpoint
 from dcm_lightning.cli import main
-from dcm_lightning.data.moving_shapes.text import TextCondition
+from dcm_lightning.conditioning import TextCondition
 from dcm_lightning.experts import DualExpertNetwork
-from dcm_lightning.sampling import sample_few_step
+from dcm_lightning.generation import student_module_from_checkpoint
+from dcm_lightning.lightning_cli import compose_documented
+from dcm_lightning.sampling import student_sampler
 from tests.tiny_diffusers import FAMILIES, LATENT, teacher_settings, write_latents, write_pipeline_folder
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,7 +25,7 @@ KAPPA = 5  # of the tiny teachers' 10-step grids
 def real_config(tmp_path: Path, stage: str, family: str, max_steps: int, **model) -> Path:
     """``configs/<stage>_<family>.yaml`` on one CPU process: the tiny pipeline folder, a few latents,
     2-sample batches, checkpoints every step."""
-    config = yaml.safe_load((REPO / "configs" / f"{stage}_{CONFIG_NAMES[family]}.yaml").read_text())
+    config = compose_documented(REPO / "configs" / f"{stage}_{CONFIG_NAMES[family]}.yaml", REPO)
     root = tmp_path / stage
     config["trainer"].update(
         accelerator="cpu",
@@ -61,7 +62,13 @@ def distilled(request, tmp_path_factory):
     main(["fit", "--config", str(real_config(tmp_path, "seme", family, 1, teacher=teacher, boundary_index=KAPPA))])
     semantic = tmp_path / "seme" / "checkpoints" / "epoch=0-step=1.ckpt"
     dete = real_config(
-        tmp_path, "dete", family, 2, semantic_checkpoint=str(semantic), lora_rank=4, discriminator_hidden_dim=32
+        tmp_path,
+        "dete",
+        family,
+        2,
+        semantic_checkpoint=str(semantic),
+        detail={"lora_rank": 4},
+        discriminator={"hidden_dim": 32},
     )
     main(["fit", "--config", str(dete)])  # one batch: a G and a D step
     return family, semantic, tmp_path / "dete" / "checkpoints" / "epoch=0-step=2.ckpt"
@@ -92,9 +99,9 @@ def test_the_dcm_sampler_routes_two_steps_to_each_expert(distilled):
     network = module.student.network
     original = network.forward
 
-    def counting(x, timestep, *args, **kwargs):
-        calls.append(float(timestep[0]) > network.boundary_timestep)
-        return original(x, timestep, *args, **kwargs)
+    def counting(x, timestep, *args, expert=None, **kwargs):
+        calls.append(expert)
+        return original(x, timestep, *args, expert=expert, **kwargs)
 
     network.forward = counting
     generator = torch.Generator().manual_seed(0)
@@ -104,6 +111,6 @@ def test_the_dcm_sampler_routes_two_steps_to_each_expert(distilled):
         torch.ones(2, 7, dtype=torch.bool),
         torch.randn(2, 16, generator=generator) if family == "hunyuan_video" else None,
     )
-    latents = sample_few_step(module.student, noise, condition, module.sampling_indices(4))
+    latents = student_sampler(module.student, module.schedule, 4).latents(noise, condition)
     assert latents.shape == noise.shape and bool(latents.isfinite().all())
-    assert calls == [True, True, False, False]  # 2 semantic steps, then 2 detail steps
+    assert calls == ["semantic", "semantic", "detail", "detail"]

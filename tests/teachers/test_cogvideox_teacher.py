@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dcm_lightning.data.moving_shapes.text import TextCondition
+from dcm_lightning.conditioning import TextCondition
 from dcm_lightning.experts import DualExpertNetwork
-from dcm_lightning.sampling import sample_teacher
+from dcm_lightning.sampling import denoiser, sample
 from dcm_lightning.teachers.cogvideox import CogVideoXNetwork, CogVideoXTeacher
 from tests.tiny_diffusers import LATENT, tiny_scheduler, tiny_transformer
 
@@ -25,7 +25,7 @@ def test_the_50_step_sample_equals_diffusers_cogvideox_ddim_loop(cogvideox):
     text = TextCondition(
         torch.randn(2, 7, 32, generator=torch.Generator().manual_seed(1)), torch.ones(2, 7, dtype=torch.bool)
     )
-    ours = sample_teacher(cogvideox, noise, text)
+    ours = sample(denoiser(cogvideox, text), cogvideox.parameterization, noise, cogvideox.sigmas())
 
     scheduler = tiny_scheduler("cogvideox")
     scheduler.set_timesteps(50)
@@ -45,7 +45,12 @@ def test_the_50_step_sample_equals_diffusers_cogvideox_ddim_loop(cogvideox):
 
 
 def test_the_detail_expert_wraps_cogvideox(cogvideox):
-    experts = DualExpertNetwork(cogvideox.student_copy().network, CogVideoXTeacher.psi_modules, lora_rank=4)
+    experts = DualExpertNetwork(
+        cogvideox.student_copy().network,
+        CogVideoXTeacher.psi_modules,
+        lora_rank=4,
+        lora_targets=CogVideoXTeacher.lora_targets,
+    )
     names = experts.trainable_names()
     assert any("transformer_blocks.0.attn1.to_q.lora_A" in n for n in names)
     assert any(n.startswith("psi.transformer/time_embedding.") for n in names)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from dcm_lightning.data.moving_shapes.text import TextCondition
+from dcm_lightning.conditioning import TextCondition
 from dcm_lightning.experts import DualExpertNetwork
-from dcm_lightning.sampling import sample_teacher
+from dcm_lightning.sampling import denoiser, sample
 from dcm_lightning.teachers.hunyuan_video import HunyuanVideoNetwork, HunyuanVideoTeacher
 from tests.tiny_diffusers import LATENT, tiny_transformer
 
@@ -35,7 +35,7 @@ def test_the_50_step_sample_equals_diffusers_flow_match_euler_loop(hunyuan):
 
     noise = torch.randn(2, *LATENT, generator=torch.Generator().manual_seed(2))
     text = _text()
-    ours = sample_teacher(hunyuan, noise, text)
+    ours = sample(denoiser(hunyuan, text), hunyuan.parameterization, noise, hunyuan.sigmas())
 
     scheduler = FlowMatchEulerDiscreteScheduler(shift=7.0)
     scheduler.set_timesteps(sigmas=np.linspace(1.0, 0.0, 51)[:-1])
@@ -65,7 +65,12 @@ def test_features_come_from_every_requested_block_and_the_student_keeps_the_embe
 
 
 def test_the_detail_expert_wraps_hunyuan_video(hunyuan):
-    experts = DualExpertNetwork(hunyuan.student_copy().network, HunyuanVideoTeacher.psi_modules, lora_rank=4)
+    experts = DualExpertNetwork(
+        hunyuan.student_copy().network,
+        HunyuanVideoTeacher.psi_modules,
+        lora_rank=4,
+        lora_targets=HunyuanVideoTeacher.lora_targets,
+    )
     names = experts.trainable_names()
     assert any("transformer_blocks.0.attn.to_q.lora_A" in n for n in names)
     assert any("single_transformer_blocks.1.attn.to_k.lora_A" in n for n in names)

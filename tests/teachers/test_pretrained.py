@@ -8,12 +8,12 @@ import shutil
 import pytest
 import torch
 
-from dcm_lightning.checkpoints import load_teacher
-from dcm_lightning.data.moving_shapes.text import TextCondition
+from dcm_lightning.conditioning import TextCondition
 from dcm_lightning.diffusion import teacher_sigmas
 from dcm_lightning.errors import UserError
 from dcm_lightning.teachers.cogvideox import CogVideoXTeacher, trailing_sigmas
 from dcm_lightning.teachers.hunyuan_video import HunyuanVideoTeacher
+from dcm_lightning.teachers.loading import load_teacher
 from dcm_lightning.teachers.wan import WanTeacher
 from tests.tiny_diffusers import (
     FAMILIES,

@@ -9,11 +9,14 @@ from dcm_lightning.cli import main
 
 @pytest.mark.slow
 def test_shipped_teacher_meets_the_accuracy_bar(tmp_path):
-    out = tmp_path / "eval.json"
-    main(["teacher-eval", "--num-prompts", "64", "--seeds-per-prompt", "2", "--out", str(out)])
-    report = json.loads(out.read_text())
-    assert report["n_videos"] == 128 and report["steps"] == 50
-    assert report["shape_acc"] >= 0.90
-    assert report["color_acc"] >= 0.90
-    assert report["direction_acc"] >= 0.90
-    assert report["texture_acc"] >= 0.80
+    main(
+        ["minibench", "--model", "teacher-50=shipped:50", "--num-prompts", "64", "--seeds-per-prompt", "2"]
+        + ["--latency-repeats", "1", "--out", str(tmp_path)]
+    )
+    results = json.loads((tmp_path / "results.json").read_text())
+    row = results["rows"]["teacher-50"]["minibench"]
+    assert results["suite"]["videos"] == 128 and results["rows"]["teacher-50"]["steps"] == 50
+    assert row["object_class"] >= 0.90
+    assert row["color"] >= 0.90
+    assert row["motion_direction"] >= 0.90
+    assert row["texture"] >= 0.80

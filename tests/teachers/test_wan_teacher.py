@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dcm_lightning.data.moving_shapes.text import TextCondition
+from dcm_lightning.conditioning import TextCondition
 from dcm_lightning.experts import DualExpertNetwork
-from dcm_lightning.sampling import sample_teacher
+from dcm_lightning.sampling import denoiser, sample
 from dcm_lightning.teachers.wan import WanNetwork, WanTeacher
 from tests.tiny_diffusers import LATENT, tiny_transformer
 
@@ -45,7 +45,9 @@ def test_the_detail_expert_wraps_wan_with_lora_and_its_timestep_layers(wan):
     student = wan.student_copy()
     assert student.guidance_scale == 1.0 and wan.guidance_scale == 5.0
     assert student.network is not wan.network
-    experts = DualExpertNetwork(student.network, WanTeacher.psi_modules, lora_rank=4, lora_alpha=8.0)
+    experts = DualExpertNetwork(
+        student.network, WanTeacher.psi_modules, lora_rank=4, lora_alpha=8.0, lora_targets=WanTeacher.lora_targets
+    )
     names = experts.trainable_names()
     assert any("blocks.0.attn1.to_q.lora_A" in n for n in names)
     assert "psi_parameters.transformer/scale_shift_table" in names
@@ -60,8 +62,9 @@ def test_the_detail_expert_wraps_wan_with_lora_and_its_timestep_layers(wan):
 def test_a_few_step_student_and_the_guided_teacher_sample_from_the_same_noise(wan):
     noise = torch.randn(1, *LATENT, generator=torch.Generator().manual_seed(4))
     text = _text(1)
-    teacher_video = sample_teacher(wan, noise, text)
-    student_video = sample_teacher(wan.student_copy(), noise, text, wan.sigmas()[::5])
+    teacher_video = sample(denoiser(wan, text), wan.parameterization, noise, wan.sigmas())
+    student = wan.student_copy()
+    student_video = sample(denoiser(student, text), student.parameterization, noise, wan.sigmas()[::5])
     assert teacher_video.shape == student_video.shape == noise.shape
     assert torch.isfinite(teacher_video).all() and not torch.equal(teacher_video, student_video)
 
@@ -76,7 +79,7 @@ def test_the_50_step_sample_equals_diffusers_flow_match_euler_loop_with_cfg(wan)
     teacher = WanTeacher(wan.network, wan.negative, LATENT, shift=3.0, guidance_scale=5.0, num_steps=50)
     noise = torch.randn(2, *LATENT, generator=torch.Generator().manual_seed(5))
     text = _text()
-    ours = sample_teacher(teacher, noise, text)
+    ours = sample(denoiser(teacher, text), teacher.parameterization, noise, teacher.sigmas())
 
     scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
     scheduler.set_timesteps(sigmas=np.linspace(1.0, 0.0, 51)[:-1])

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from dcm_lightning.data.moving_shapes.vocabulary import COLORS, DIRECTIONS, ShapeAttributes
 from dcm_lightning.errors import UserError
+from dcm_lightning.moving_shapes.vocabulary import COLORS, DIRECTIONS, ShapeAttributes
 
 EDGE_MARGIN = 1.0  # pixels kept free between the shape and the frame border
 
@@ -106,13 +106,6 @@ def render_clip(attributes: ShapeAttributes, motion: Motion, spec: MovingShapesS
     return video.float()
 
 
-def clip_seed(base_seed: int, index: int) -> int:
-    """A per-clip seed that does not collide across nearby base seeds (splitmix-style mixing)."""
-    z = (base_seed * 0x9E3779B97F4A7C15 + index * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-    z ^= z >> 31
-    return z & 0x7FFFFFFFFFFFFFFF
-
-
 def render_sample(attributes: ShapeAttributes, seed: int, spec: MovingShapesSpec) -> tuple[Tensor, Motion]:
     """Render the clip that ``seed`` draws for ``attributes``; the same inputs give the same pixels."""
     generator = torch.Generator().manual_seed(seed)
@@ -123,7 +116,6 @@ def render_sample(attributes: ShapeAttributes, seed: int, spec: MovingShapesSpec
 __all__ = [
     "Motion",
     "MovingShapesSpec",
-    "clip_seed",
     "render_clip",
     "render_sample",
     "sample_motion",

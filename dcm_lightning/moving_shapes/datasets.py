@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import Dataset
 
-from dcm_lightning.data.moving_shapes.render import MovingShapesSpec, clip_seed, render_sample
-from dcm_lightning.data.moving_shapes.vocabulary import ShapeAttributes, all_attributes
+from dcm_lightning.moving_shapes.render import MovingShapesSpec, render_sample
+from dcm_lightning.moving_shapes.vocabulary import ShapeAttributes, all_attributes
+from dcm_lightning.randomness import clip_seed
 
 
 class MovingShapesClips(Dataset):

@@ -1,5 +1,5 @@
 """The oracle: recovers mask, color, shape, texture and centroid track of a MovingShapes clip exactly
-enough to score generated videos without any learned network (DESIGN.md §4)."""
+enough to score generated videos without any learned network (docs/design.md §4)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dcm_lightning.data.moving_shapes.render import MovingShapesSpec, shape_mask
-from dcm_lightning.data.moving_shapes.vocabulary import COLORS, DIRECTIONS, SHAPES, ShapeAttributes
+from dcm_lightning.moving_shapes.render import MovingShapesSpec, shape_mask
+from dcm_lightning.moving_shapes.vocabulary import COLORS, DIRECTIONS, SHAPES, ShapeAttributes
 
 MIN_SHAPE_PIXELS = 6
 # Shape = the best-fitting template drawn into the mask's bounding box, if it fits well enough.

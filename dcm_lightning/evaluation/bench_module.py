@@ -12,14 +12,15 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from dcm_lightning.checkpoints import Generator, load_generator
-from dcm_lightning.data.moving_shapes import parse_prompt
-from dcm_lightning.data.moving_shapes.render import render_sample
 from dcm_lightning.errors import UserError
 from dcm_lightning.evaluation.agreement import teacher_agreement
 from dcm_lightning.evaluation.latency import count_forwards, nfe_bound_fraction, seconds_per_call
 from dcm_lightning.evaluation.minibench import aggregate, score_video
 from dcm_lightning.evaluation.report import write_report
+from dcm_lightning.generation import load_sampler
+from dcm_lightning.moving_shapes import parse_prompt
+from dcm_lightning.moving_shapes.render import render_sample
+from dcm_lightning.sampling import Sampler
 
 DATA_ROW = "data"
 
@@ -61,7 +62,7 @@ class MiniBenchModule(L.LightningModule):
         self,
         models: list[EvaluatedModel],
         reference: str = "teacher-50",
-        out_dir: str = "experiments/eval_tiny",
+        out_dir: str = "runs/minibench",
         latency_repeats: int = 3,
         latency_warmup: int = 1,
         score_data: bool = True,
@@ -76,15 +77,15 @@ class MiniBenchModule(L.LightningModule):
         self.models = sorted(models, key=lambda m: m.label != reference)
         self.reference, self.out_dir = reference, Path(out_dir)
         self.latency_repeats, self.latency_warmup, self.score_data = latency_repeats, latency_warmup, score_data
-        self.generators: dict[str, Generator] = {}
+        self.samplers: dict[str, Sampler] = {}
         self.networks = nn.ModuleDict()  # so that Lightning moves every model to the device
 
     def setup(self, stage: str) -> None:
         for model in self.models:
-            if model.label not in self.generators:
-                generator = load_generator(model.checkpoint, model.steps, model.guidance_scale)
-                self.generators[model.label] = generator
-                self.networks[model.label.replace(".", "_")] = generator.model
+            if model.label not in self.samplers:
+                sampler = load_sampler(model.checkpoint, model.steps, model.guidance_scale)
+                self.samplers[model.label] = sampler
+                self.networks[model.label.replace(".", "_")] = sampler.model
         self._reset()
 
     def _reset(self) -> None:
@@ -103,12 +104,12 @@ class MiniBenchModule(L.LightningModule):
         attributes = [parse_prompt(p) for p in prompts]
         reference_videos = None
         for model in self.models:
-            generator = self.generators[model.label]
-            with count_forwards(generator.model.network) as count:
-                videos = generator.videos(prompts, seeds).float().cpu()
+            sampler = self.samplers[model.label]
+            with count_forwards(sampler.model.network) as count:
+                videos = sampler.videos(prompts, seeds).float().cpu()
             self.rows_sampled[model.label] += count.rows
             self.scores[model.label] += [
-                score_video(v, a, generator.model.spec) for v, a in zip(videos, attributes, strict=True)
+                score_video(v, a, sampler.model.spec) for v, a in zip(videos, attributes, strict=True)
             ]
             if model.label == self.reference:
                 reference_videos = videos
@@ -116,15 +117,15 @@ class MiniBenchModule(L.LightningModule):
                 for name, values in teacher_agreement(videos, reference_videos).items():
                     self.agreement[model.label][name] += values
         if self.score_data:
-            spec = self.generators[self.reference].model.spec
+            spec = self.samplers[self.reference].model.spec
             clean = [render_sample(a, s, spec)[0] for a, s in zip(attributes, seeds, strict=True)]
             self.scores[DATA_ROW] += [score_video(v, a, spec) for v, a in zip(clean, attributes, strict=True)]
         self.videos_sampled += len(prompts)
 
-    def _latency(self, generator: Generator) -> float:
+    def _latency(self, sampler: Sampler) -> float:
         prompt = self.trainer.datamodule.cases[0]
         return seconds_per_call(
-            lambda: generator.videos([prompt.prompt], [prompt.seed]),
+            lambda: sampler.videos([prompt.prompt], [prompt.seed]),
             self.device,
             warmup=self.latency_warmup,
             repeats=self.latency_repeats,
@@ -133,19 +134,19 @@ class MiniBenchModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
             return
-        latency = {m.label: self._latency(self.generators[m.label]) for m in tqdm(self.models, desc="latency")}
+        latency = {m.label: self._latency(self.samplers[m.label]) for m in tqdm(self.models, desc="latency")}
         reference_nfe = self.rows_sampled[self.reference] / self.videos_sampled
         rows = {}
         for model in self.models:
-            generator = self.generators[model.label]
+            sampler = self.samplers[model.label]
             nfe = self.rows_sampled[model.label] / self.videos_sampled
             speedup = latency[self.reference] / latency[model.label]
             agreement = self.agreement[model.label]
             rows[model.label] = {
                 **asdict(model),
-                "kind": generator.kind,
-                "steps": generator.steps,
-                "guidance_scale": generator.guidance_scale,
+                "kind": sampler.kind,
+                "steps": sampler.steps,
+                "guidance_scale": sampler.guidance_scale,
                 "minibench": aggregate(self.scores[model.label]),
                 "psnr": _mean(agreement["psnr"]),
                 "ssim": _mean(agreement["ssim"]),
@@ -168,6 +169,7 @@ class MiniBenchModule(L.LightningModule):
         }
         if DATA_ROW in self.scores:
             results["data"] = {"minibench": aggregate(self.scores[DATA_ROW])}
+        self.results = results
         if self.trainer.is_global_zero:
             print(write_report(results, self.out_dir))
         for label, row in rows.items():
@@ -180,3 +182,27 @@ class MiniBenchModule(L.LightningModule):
 
 def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
+
+
+def run_minibench(
+    models: list[EvaluatedModel],
+    out_dir: str | Path,
+    reference: str | None = None,
+    num_prompts: int = 32,
+    seeds_per_prompt: int = 2,
+    suite_seed: int = 1000,
+    batch_size: int = 32,
+    latency_repeats: int = 3,
+    score_data: bool = True,
+) -> dict:
+    """What ``validate … --config configs/eval_tiny.yaml`` runs, from Python: the MiniBenchModule over a
+    PromptSuiteDataModule in a Trainer's validation loop; returns the results it writes to ``out_dir``."""
+    from dcm_lightning.data.prompt_suite import PromptSuiteDataModule
+
+    module = MiniBenchModule(
+        models, reference or models[0].label, str(out_dir), latency_repeats=latency_repeats, score_data=score_data
+    )
+    data = PromptSuiteDataModule(num_prompts, seeds_per_prompt, suite_seed, batch_size)
+    trainer = L.Trainer(accelerator="auto", devices=1, logger=False, enable_model_summary=False)
+    trainer.validate(module, datamodule=data, verbose=False)
+    return module.results

@@ -10,15 +10,15 @@ import yaml
 
 from dcm_lightning.cli import main
 from dcm_lightning.errors import UserError
-from dcm_lightning.modules import EvaluatedModel, MiniBenchModule
+from dcm_lightning.evaluation import EvaluatedModel, MiniBenchModule
+from dcm_lightning.lightning_cli import compose_documented
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def eval_config(tmp_path: Path, models: list[dict]) -> Path:
-    config = yaml.safe_load((REPO / "configs" / "eval_tiny.yaml").read_text())
-    config["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp_path / "tb")
-    config["trainer"]["enable_progress_bar"] = False
+    config = compose_documented(REPO / "configs" / "eval_tiny.yaml", REPO)
+    config["trainer"].update(default_root_dir=str(tmp_path / "tb"), enable_progress_bar=False, callbacks=[])
     config["model"]["init_args"].update(
         models=models, reference="teacher-10", out_dir=str(tmp_path / "out"), latency_repeats=1
     )

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from dcm_lightning.data.moving_shapes import (
+from dcm_lightning.errors import UserError
+from dcm_lightning.moving_shapes import (
     MovingShapesSpec,
     MovingShapesTextEncoder,
     ShapeAttributes,
@@ -9,9 +10,9 @@ from dcm_lightning.data.moving_shapes import (
     analyze_clip,
     parse_prompt,
 )
-from dcm_lightning.data.moving_shapes.datasets import MovingShapesClips, prompt_suite
-from dcm_lightning.data.moving_shapes.render import clip_seed, render_sample
-from dcm_lightning.errors import UserError
+from dcm_lightning.moving_shapes.datasets import MovingShapesClips, prompt_suite
+from dcm_lightning.moving_shapes.render import render_sample
+from dcm_lightning.randomness import clip_seed
 
 SPEC = MovingShapesSpec()
 
@@ -130,6 +131,6 @@ def test_an_irregular_blob_is_no_shape():
     blob = torch.zeros(32, 32, dtype=torch.bool)
     blob[8:20, 10:13] = True  # an L: a tall bar with a foot
     blob[17:20, 10:24] = True
-    from dcm_lightning.data.moving_shapes.analyzer import _classify_shape
+    from dcm_lightning.moving_shapes.analyzer import _classify_shape
 
     assert _classify_shape(blob) is None

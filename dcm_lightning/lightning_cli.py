@@ -1,0 +1,114 @@
+"""LightningCLI as this package configures it, for ``cli.py`` and the tools that parse a training config.
+
+A run is composed from a machine preset and an experiment file (configs/README.md):
+``fit --config configs/presets/tiny_cpu.yaml --config configs/seme_tiny.yaml``. The preset holds the
+trainer, logger and checkpoint blocks once; the experiment file names its run once, as
+``trainer.default_root_dir``, and the logger (a link) and the checkpoints (``place_checkpoints``) go there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+import yaml
+from jsonargparse import Namespace
+from lightning.pytorch.cli import LightningCLI
+
+from dcm_lightning.errors import UserError
+
+
+class DCMLightningCLI(LightningCLI):
+    """LightningCLI whose model and data classes come from the config's ``class_path``."""
+
+    def __init__(self, args: Sequence[str] | None, run: bool = True) -> None:
+        super().__init__(
+            model_class=L.LightningModule,
+            datamodule_class=L.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            args=None if args is None else list(args),
+            # Errors raise instead of exiting, so that main() can name a UserError behind a failed
+            # instantiation in one sentence rather than in jsonargparse's account of every union member.
+            parser_kwargs={"exit_on_error": False},
+            save_config_kwargs={"overwrite": True},
+            run=run,
+        )
+
+    def add_arguments_to_parser(self, parser) -> None:
+        # The run's folder is one fact: the logger always writes into trainer.default_root_dir.
+        parser.link_arguments("trainer.default_root_dir", "trainer.logger.init_args.save_dir")
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        place_checkpoints(config.trainer, needs_checkpoints=self.subcommand == "fit")
+
+
+def place_checkpoints(trainer: Namespace, needs_checkpoints: bool) -> None:
+    """A ModelCheckpoint without ``dirpath`` writes into ``<trainer.default_root_dir>/checkpoints`` (a
+    list item cannot be linked as the logger's folder is). A ``fit`` without any ModelCheckpoint is
+    refused: it is an experiment file run without its preset."""
+    root = trainer.default_root_dir
+    checkpoints = [c for c in trainer.callbacks or [] if c.class_path.endswith(".ModelCheckpoint")]
+    if any(c.init_args.dirpath is None for c in checkpoints) and root is None:
+        raise UserError("the checkpoints have no folder; name the run with trainer.default_root_dir.")
+    for callback in checkpoints:
+        if callback.init_args.dirpath is None:
+            callback.init_args.dirpath = f"{root}/checkpoints"
+    if needs_checkpoints and not checkpoints and trainer.enable_checkpointing is not False:
+        raise UserError(
+            "this run has no ModelCheckpoint: an experiment file needs its machine preset first, e.g. `fit "
+            "--config configs/presets/tiny_cpu.yaml --config configs/seme_tiny.yaml` (configs/README.md)."
+        )
+
+
+CONFIG_FILE_KEYS = ("seed_everything", "trainer", "model", "data", "optimizer", "lr_scheduler")
+
+
+def compose_config(*paths: str, subcommand: str = "fit") -> dict:
+    """The whole configuration ``SUBCOMMAND --config PATH …`` resolves to (what ``--print_config``
+    shows), as plain data: for scripts and tests that derive a variant of a shipped run and write it
+    as one file."""
+    out = io.StringIO()
+    arguments = [subcommand, *(arg for path in paths for arg in ("--config", str(path))), "--print_config"]
+    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+        DCMLightningCLI(arguments)
+    # The subcommand's own options (ckpt_path, verbose) stay out: the file may be run by any entry point.
+    return {k: v for k, v in yaml.safe_load(out.getvalue()).items() if k in CONFIG_FILE_KEYS}
+
+
+# Warnings that say nothing to a user of this package: the frozen teacher is in eval mode on purpose,
+# the pytree deprecation comes from inside Lightning.
+QUIET_WARNINGS = (
+    r"Found \d+ module\(s\) in eval mode",
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    # The detail expert checkpoints after its G and D steps on purpose (resume continues from there).
+    r"Using ModelCheckpoint with manual optimization and every_n_train_steps",
+)
+
+
+# An experiment file's header documents its command: `#   python -m dcm_lightning fit --config P --config F`.
+DOCUMENTED_COMMAND = re.compile(
+    r"^#\s+python -m dcm_lightning (fit|validate|test|predict)((?:\s+--config\s+\S+)+)", re.M
+)
+
+
+def documented_command(config: str | Path) -> tuple[str, list[str]]:
+    """The subcommand and the ``--config`` files (the preset, then the file itself) that a shipped
+    experiment file's header documents, relative to the repository root."""
+    found = DOCUMENTED_COMMAND.findall(Path(config).read_text())
+    if len(found) != 1:
+        raise UserError(f"{config} documents no single `python -m dcm_lightning` command in its header.")
+    subcommand, arguments = found[0]
+    return subcommand, arguments.split()[1::2]
+
+
+def compose_documented(config: str | Path, root: str | Path = ".") -> dict:
+    """The whole configuration of a shipped experiment file run as its header documents (its preset
+    laid first), paths taken from ``root`` (the repository)."""
+    subcommand, paths = documented_command(Path(root) / config if not Path(config).is_absolute() else config)
+    return compose_config(*(Path(root) / path for path in paths), subcommand=subcommand)
