@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -75,7 +76,9 @@ def compose_config(*paths: str, subcommand: str = "fit") -> dict:
     as one file."""
     out = io.StringIO()
     arguments = [subcommand, *(arg for path in paths for arg in ("--config", str(path))), "--print_config"]
-    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit), warnings.catch_warnings():
+        # Called from a script that has its own command line: Lightning warns that both are given.
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
         DCMLightningCLI(arguments)
     # The subcommand's own options (ckpt_path, verbose) stay out: the file may be run by any entry point.
     return {k: v for k, v in yaml.safe_load(out.getvalue()).items() if k in CONFIG_FILE_KEYS}

@@ -66,8 +66,11 @@ class OracleSamples(Callback):
             pl_module.train(was_training)
         spec = pl_module.spec if hasattr(pl_module, "spec") else pl_module.student.spec
         scores = oracle_accuracy(videos, [parse_prompt(p) for p in prompts], spec)
-        pl_module.log_dict({f"{self.prefix}/{k}": v for k, v in scores.items()}, batch_size=len(videos))
-        experiment = getattr(pl_module.logger, "experiment", None)
-        if trainer.is_global_zero and hasattr(experiment, "add_image"):
-            experiment.add_image(f"{self.prefix}/samples", frame_grid(videos[:8], upscale=2), trainer.global_step)
+        # Straight to the loggers at this optimizer step (every rank computed the same numbers).
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.log_metrics({f"{self.prefix}/{k}": v for k, v in scores.items()}, step=trainer.global_step)
+                if hasattr(getattr(logger, "experiment", None), "add_image"):
+                    grid = frame_grid(videos[:8], upscale=2)
+                    logger.experiment.add_image(f"{self.prefix}/samples", grid, trainer.global_step)
         return scores

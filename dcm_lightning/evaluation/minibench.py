@@ -21,7 +21,7 @@ Quality dimensions (one consecutive-frame pair at a time, averaged over pairs):
                           a clean render has there: the background outside the shape, the read color
                           times a shade in [stripe darkness, 1] inside it.
 Semantic dimensions (per video, 0 or 1 against the prompt): object_class, color, texture,
-motion_direction.
+motion_direction. Reported beside them, in no total: all_semantic, 1 where all four hold.
 """
 
 from __future__ import annotations
@@ -155,6 +155,7 @@ def score_video(video: Tensor, attributes: ShapeAttributes, spec: MovingShapesSp
         "dynamic_degree": dynamic_degree(analysis),
         "imaging_quality": imaging_quality(video, analysis, spec),
         **{name: float(matches[attribute]) for name, attribute in SEMANTIC_DIMENSIONS.items()},
+        "all_semantic": float(all(matches[attribute] for attribute in SEMANTIC_DIMENSIONS.values())),
     }
 
 

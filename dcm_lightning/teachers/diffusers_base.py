@@ -108,13 +108,14 @@ def load_pipeline_parts(
         skipped |= {} if config.text_encoders else dict.fromkeys(adapter.text_parts)
         skipped |= {} if config.vae else {"vae": None}
         pipeline = getattr(diffusers, adapter.pipeline_name).from_pretrained(folder, dtype=dtype, **skipped)
-    latent_shape = (
-        transformer.config.in_channels,
-        (config.num_frames - 1) // VAE_TIME + 1,
-        config.height // VAE_SPACE,
-        config.width // VAE_SPACE,
-    )
+    latent_shape = latent_video_shape(transformer.config.in_channels, config.num_frames, config.height, config.width)
     return PipelineParts(transformer, scheduler, pipeline, latent_shape)
+
+
+def latent_video_shape(channels: int, num_frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+    """``c f h w`` of the latent of a ``num_frames × height × width`` video: the causal video VAEs keep
+    the first frame and compress the rest 4× in time, and 8× in space."""
+    return (channels, (num_frames - 1) // VAE_TIME + 1, height // VAE_SPACE, width // VAE_SPACE)
 
 
 class DiffusersNetwork(nn.Module):

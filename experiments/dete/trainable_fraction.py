@@ -14,9 +14,8 @@ from torch import nn
 from dcm_lightning.experts import DualExpertNetwork
 from dcm_lightning.networks.tiny_dit import TinyVideoDiT, tiny_dit_config
 from dcm_lightning.teachers.base import LORA_TARGETS
+from dcm_lightning.teachers.hunyuan_video import HUNYUAN_PSI
 from dcm_lightning.teachers.tiny import TinyTeacher
-
-HUNYUAN_PSI = ("time_text_embed", "norm_out", "proj_out")  # official: time_in, vector_in, guidance_in, final_layer
 
 
 def lora_parameters(model: nn.Module, rank: int, targets=LORA_TARGETS) -> int:
@@ -56,7 +55,9 @@ def main() -> None:
 
     with torch.device("meta"):
         hunyuan = HunyuanVideoTransformer3DModel()  # the default config is HunyuanVideo's 13 B transformer
-    report["hunyuan_video_r128"] = fraction(hunyuan, HUNYUAN_PSI, 128)
+    # The adapter names Ψ on its wrapper ("transformer.…"); the bare transformer here has no prefix.
+    psi = [name.removeprefix("transformer.") for name in HUNYUAN_PSI]
+    report["hunyuan_video_r128"] = fraction(hunyuan, psi, 128)
     print(json.dumps(report, indent=2))
 
 

@@ -30,6 +30,7 @@ from safetensors.torch import save_file
 
 from dcm_lightning.lightning_cli import compose_documented
 from dcm_lightning.teachers.wan import WAN21_T2V_1_3B
+from experiments.tiny_table import merge
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -94,7 +95,7 @@ def stage_config(work: Path, stage: str, max_steps: int, tiny: bool, **model) ->
     values["trainer"]["strategy"]["init_args"]["data_parallel_size"] = 1
     if tiny:
         values["trainer"].update(accelerator="cpu", precision="32-true")
-    values["model"]["init_args"].update(model)
+    merge(values["model"]["init_args"], model)
     values["data"]["init_args"].update(latents_dir=str(work / "latents"), num_workers=2)
     path = work / f"{stage}.yaml"
     path.write_text(yaml.safe_dump(values))
@@ -177,7 +178,7 @@ def main() -> None:
     report["seme_resumed"] = fit(resumed, "--ckpt_path", str(last)) | timing(work, f"seme-{args.steps + 2}")
     out = Path(args.out)
     out.write_text(json.dumps(report, indent=1))  # after each stage: a run cut short still reports
-    tiny_head = {"discriminator_hidden_dim": 32} if args.tiny else {}
+    tiny_head = {"discriminator": {"hidden_dim": 32}} if args.tiny else {}
     dete = stage_config(work, "dete", 4, args.tiny, semantic_checkpoint=str(last), **tiny_head)
     report["dete"] = fit(dete) | timing(work, "dete-4")
     out.write_text(json.dumps(report, indent=1))

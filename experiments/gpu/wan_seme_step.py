@@ -26,9 +26,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dcm_lightning.conditioning import TextCondition
 from dcm_lightning.diffusion import teacher_sigmas
-from dcm_lightning.diffusion.consistency import consistency_target, jump
-from dcm_lightning.losses import pseudo_huber, temporal_coherence
+from dcm_lightning.losses import consistency_loss
 from dcm_lightning.sampling import denoiser, sample
+from dcm_lightning.teachers.diffusers_base import latent_video_shape
 from dcm_lightning.teachers.wan import WAN21_T2V_1_3B, WanNetwork, WanTeacher
 
 TINY = dict(
@@ -40,7 +40,7 @@ PEAK_BF16 = {"H100": 989.4e12, "H200": 989.4e12}  # dense bf16 tensor-core peak,
 
 
 def latent_shape(frames: int, height: int, width: int) -> tuple[int, int, int, int]:
-    return (16, (frames - 1) // 4 + 1, height // 8, width // 8)
+    return latent_video_shape(WAN21_T2V_1_3B["in_channels"], frames, height, width)
 
 
 def synchronize(device: torch.device) -> None:
@@ -63,18 +63,13 @@ def build(config: dict, shape: tuple, text_len: int, device: torch.device) -> tu
 
 
 def seme_step(student: WanTeacher, optimizer, x_n, x_prev, sigma_n, sigma_prev, sigma_end, text, device) -> float:
-    """One SemE step on a cached pair; returns its loss."""
-    parameterization = student.parameterization
-
-    def denoise(x, sigma):
-        prediction = student.predict(x, sigma, text, guidance_scale=1.0)
-        return prediction.x0, prediction.eps
-
+    """One SemE step on a cached pair (the library's consistency loss, online target); returns its loss."""
+    denoise = denoiser(student, text, guidance_scale=1.0)
     with torch.autocast(device.type, dtype=torch.bfloat16):
-        student_end = jump(denoise, parameterization, x_n, sigma_n, sigma_end)
-        target = consistency_target(denoise, parameterization, x_prev, sigma_prev, sigma_end)
-        loss = pseudo_huber(student_end.float(), target.float(), 1e-3)
-        loss = loss + temporal_coherence(student_end.float(), target.float(), lag=3)
+        terms = consistency_loss(
+            denoise, denoise, student.parameterization, x_n, x_prev, sigma_n, sigma_prev, sigma_end, 1e-3, 3, 1.0
+        ).terms
+        loss = terms["loss"]
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(student.network.parameters(), 1.0)

@@ -25,13 +25,13 @@ def clean():
 
 def test_a_clean_render_scores_at_the_ceiling_of_every_dimension(clean):
     scores = score_video(clean, parse_prompt(PROMPT), SPEC)
-    assert set(scores) == {*QUALITY_WEIGHTS, *SEMANTIC_DIMENSIONS}
+    assert set(scores) == {*QUALITY_WEIGHTS, *SEMANTIC_DIMENSIONS, "all_semantic"}
     assert all(0.0 <= v <= 1.0 for v in scores.values())
     assert scores["background_consistency"] == 1.0 and scores["dynamic_degree"] == 1.0
     assert scores["imaging_quality"] == 1.0
     assert scores["subject_consistency"] > 0.85 and scores["temporal_flickering"] > 0.97
     assert scores["motion_smoothness"] > 0.8
-    assert all(scores[d] == 1.0 for d in SEMANTIC_DIMENSIONS)
+    assert all(scores[d] == 1.0 for d in SEMANTIC_DIMENSIONS) and scores["all_semantic"] == 1.0
 
 
 def test_each_defect_lowers_its_own_dimension(clean):
