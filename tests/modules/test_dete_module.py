@@ -12,7 +12,7 @@ from dcm_lightning.data.trajectory_datamodule import CachedPairs, TrajectoryData
 from dcm_lightning.errors import UserError
 from dcm_lightning.evaluation import EvaluatedModel
 from dcm_lightning.modules import DetEModule
-from dcm_lightning.modules.dete import AdversarialSpec, DetailExpertSpec
+from dcm_lightning.modules.dete_settings import AdversarialSpec, DetailExpertSpec
 from tests.conftest import dete_config
 from tests.modules.test_consistency_modules import logged
 
