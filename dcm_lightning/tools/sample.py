@@ -15,7 +15,6 @@ from tqdm.auto import tqdm
 from dcm_lightning.errors import UserError
 from dcm_lightning.generation import load_sampler
 from dcm_lightning.media import write_mp4, write_png_grid
-from dcm_lightning.moving_shapes import parse_prompt
 from dcm_lightning.sampling import seeded_noise
 
 
@@ -51,15 +50,15 @@ def slug(prompt: str) -> str:
 
 def main(argv: Sequence[str]) -> None:
     args = build_parser().parse_args(argv)
-    # Refuse bad input before loading anything.
-    for prompt in args.prompt:
-        parse_prompt(prompt)
     if args.steps is not None and args.steps < 1:
         raise UserError(f"--steps must be at least 1, got {args.steps}.")
     if args.num_seeds < 1:
         raise UserError(f"--num-seeds must be at least 1, got {args.num_seeds}.")
     sampler = load_sampler(args.checkpoint, args.steps, args.guidance_scale)
     model, steps = sampler.model, sampler.steps
+    # Prompts are the model's business: the tiny teacher refuses words outside its vocabulary, a real
+    # teacher takes any text. Encoded once before any video is made, so a bad prompt costs nothing.
+    model.encode_prompts(list(args.prompt))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
