@@ -56,7 +56,7 @@ def main(argv: Sequence[str]) -> None:
     if min(args.seeds_per_prompt, args.batch_size, args.latency_repeats) < 1:
         raise UserError("--seeds-per-prompt, --batch-size and --latency-repeats must be at least 1.")
     models = [parse_model(spec) for spec in args.model]
-    run_minibench(
+    run_minibench(  # prints the table and where it wrote it
         models,
         args.out,
         num_prompts=args.num_prompts,
@@ -65,4 +65,3 @@ def main(argv: Sequence[str]) -> None:
         batch_size=args.batch_size,
         latency_repeats=args.latency_repeats,
     )
-    print(f"wrote {args.out}/results.json and results.md")
