@@ -12,7 +12,7 @@ from dcm_lightning import modules
 from dcm_lightning.checkpoints import MODULE_KEY, is_module_checkpoint, read_lightning_checkpoint
 from dcm_lightning.diffusion.phases import Schedule
 from dcm_lightning.errors import UserError
-from dcm_lightning.sampling import Sampler, student_sampler
+from dcm_lightning.sampling import Sampler, student_sampler, teacher_sampler
 from dcm_lightning.students import is_student_folder, load_student
 from dcm_lightning.teachers.loading import load_teacher
 
@@ -49,6 +49,4 @@ def load_sampler(path: str | Path | None, steps: int | None = None, guidance_sca
             return student_sampler(student, Schedule.from_dict(config["schedule"]), steps or config["default_steps"])
         module, _ = student_module_from_checkpoint(path)
         return student_sampler(module.student, module.schedule, steps or module.hparams.val_steps)
-    teacher = load_teacher(path)
-    scale = teacher.guidance_scale if guidance_scale is None else guidance_scale
-    return Sampler(teacher, teacher.sigmas(steps), scale, "teacher")
+    return teacher_sampler(load_teacher(path), steps, guidance_scale)

@@ -101,6 +101,12 @@ class Sampler:
         return model.decode(self.latents(noise, condition))
 
 
+def teacher_sampler(teacher, steps: int | None = None, guidance_scale: float | None = None) -> Sampler:
+    """A teacher on its own grid (or a ``steps``-step one) with its own guidance unless one is given."""
+    scale = teacher.guidance_scale if guidance_scale is None else guidance_scale
+    return Sampler(teacher, teacher.sigmas(steps), scale, "teacher")
+
+
 def student_sampler(student, schedule: Schedule, steps: int) -> Sampler:
     """A student on its own schedule: ``steps`` grid points, then σ = 0; routed at κ when it has two experts."""
     grid = student.sigmas()

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from dcm_lightning.data.prompt_suite import PromptSuiteDataModule
 from dcm_lightning.errors import UserError
 from dcm_lightning.evaluation.agreement import teacher_agreement
 from dcm_lightning.evaluation.latency import count_forwards, nfe_bound_fraction, seconds_per_call
@@ -197,8 +198,6 @@ def run_minibench(
 ) -> dict:
     """What ``validate … --config configs/eval_tiny.yaml`` runs, from Python: the MiniBenchModule over a
     PromptSuiteDataModule in a Trainer's validation loop; returns the results it writes to ``out_dir``."""
-    from dcm_lightning.data.prompt_suite import PromptSuiteDataModule
-
     module = MiniBenchModule(
         models, reference or models[0].label, str(out_dir), latency_repeats=latency_repeats, score_data=score_data
     )

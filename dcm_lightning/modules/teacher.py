@@ -17,7 +17,7 @@ from dcm_lightning.moving_shapes.render import spec_from_dict
 from dcm_lightning.networks.ema import ExponentialMovingAverage
 from dcm_lightning.networks.tiny_dit import TinyVideoDiT, tiny_dit_config
 from dcm_lightning.randomness import run_seed, step_generator
-from dcm_lightning.sampling import Sampler
+from dcm_lightning.sampling import teacher_sampler
 from dcm_lightning.teachers.tiny import TINY_TEACHER_KEY, TinyTeacher
 
 
@@ -127,8 +127,7 @@ class TeacherModule(L.LightningModule):
     def sample(self, prompts: list[str], seeds: list[int], steps: int | None = None) -> Tensor:
         """Videos (b c f h w in [0, 1]) of the EMA teacher's sampler (default: its N steps) with its
         guidance, each from the seeded noise of its seed (for callbacks: OracleSamples)."""
-        teacher = self.teacher(use_ema=True)
-        return Sampler(teacher, teacher.sigmas(steps), teacher.guidance_scale, "teacher").videos(prompts, seeds)
+        return teacher_sampler(self.teacher(use_ema=True), steps).videos(prompts, seeds)
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(

@@ -73,6 +73,31 @@ def trailing_sigmas(num_steps: int, num_train_timesteps: int = 1000) -> Tensor:
     return torch.cat([timesteps.double() / (num_train_timesteps - 1), torch.zeros(1, dtype=torch.float64)])
 
 
+def _prompt_encoder(pipeline, max_tokens: int) -> Callable[[Sequence[str]], TextCondition]:
+    """prompts → T5 embeddings (padded to ``max_tokens``, all attended) by the pipeline's ``encode_prompt``."""
+
+    @torch.no_grad()
+    def encode(prompts: Sequence[str]) -> TextCondition:
+        embeds, _ = pipeline.encode_prompt(
+            prompt=list(prompts), do_classifier_free_guidance=False, max_sequence_length=max_tokens
+        )
+        return TextCondition(embeds, torch.ones(embeds.shape[:2], dtype=torch.bool, device=embeds.device))
+
+    return encode
+
+
+def _latent_decoder(pipeline) -> Callable[[Tensor], Tensor]:
+    """latents (b c f h w) → videos (b c f h w in [0, 1]) by the pipeline's own ``decode_latents``."""
+
+    @torch.no_grad()
+    def decode(latents: Tensor) -> Tensor:
+        vae = pipeline.vae
+        video = pipeline.decode_latents(latents.to(vae.device, vae.dtype).permute(0, 2, 1, 3, 4))
+        return (video.float() / 2 + 0.5).clamp(0, 1)
+
+    return decode
+
+
 class CogVideoXTeacher(NegativePromptTeacher):
     """Args:
     network: the wrapped transformer.
@@ -92,6 +117,8 @@ class CogVideoXTeacher(NegativePromptTeacher):
     text_parts = ("text_encoder", "tokenizer")
     default_guidance = 6.0
     max_text_tokens = 226
+    prompt_encoder = staticmethod(_prompt_encoder)
+    latent_decoder = staticmethod(_latent_decoder)
 
     def __init__(
         self,
@@ -125,42 +152,16 @@ class CogVideoXTeacher(NegativePromptTeacher):
             rotary = CogVideoXPipeline._prepare_rotary_positional_embeddings(
                 holder, config.height, config.width, latent_shape[1], torch.device("cpu")
             )
-        encode = _prompt_encoder(parts.pipeline, cls.max_text_tokens) if config.text_encoders else None
         return cls(
             CogVideoXNetwork(transformer, rotary),
             CogVideoXDDIMScheduler.from_pretrained(folder, subfolder="scheduler").alphas_cumprod,
-            encode([config.negative_prompt]) if encode is not None else None,
+            parts.negative,
             latent_shape,
-            guidance_scale=cls.default_guidance if config.guidance_scale is None else config.guidance_scale,
+            guidance_scale=parts.guidance_scale,
             num_steps=config.num_steps,
-            encode=encode,
-            decode_latents=_latent_decoder(parts.pipeline) if config.vae else None,
+            encode=parts.encode,
+            decode_latents=parts.decode,
         )
 
     def sigmas(self, num_steps: int | None = None) -> Tensor:
         return trailing_sigmas(num_steps or self.num_steps, self.parameterization.num_train_timesteps)
-
-
-def _prompt_encoder(pipeline, max_tokens: int) -> Callable[[Sequence[str]], TextCondition]:
-    """prompts → T5 embeddings (padded to ``max_tokens``, all attended) by the pipeline's ``encode_prompt``."""
-
-    @torch.no_grad()
-    def encode(prompts: Sequence[str]) -> TextCondition:
-        embeds, _ = pipeline.encode_prompt(
-            prompt=list(prompts), do_classifier_free_guidance=False, max_sequence_length=max_tokens
-        )
-        return TextCondition(embeds, torch.ones(embeds.shape[:2], dtype=torch.bool, device=embeds.device))
-
-    return encode
-
-
-def _latent_decoder(pipeline) -> Callable[[Tensor], Tensor]:
-    """latents (b c f h w) → videos (b c f h w in [0, 1]) by the pipeline's own ``decode_latents``."""
-
-    @torch.no_grad()
-    def decode(latents: Tensor) -> Tensor:
-        vae = pipeline.vae
-        video = pipeline.decode_latents(latents.to(vae.device, vae.dtype).permute(0, 2, 1, 3, 4))
-        return (video.float() / 2 + 0.5).clamp(0, 1)
-
-    return decode

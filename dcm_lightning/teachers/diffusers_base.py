@@ -10,7 +10,6 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -75,13 +74,17 @@ def torch_dtype(name: str) -> torch.dtype:
 @dataclass
 class PipelineParts:
     """What every adapter's ``from_pipeline`` starts from: the frozen transformer, the scheduler's
-    config, the pipeline holding the text encoders and/or VAE when asked (else None), and the
-    latent video shape ``c f h w`` of the configured clip."""
+    config, the latent video shape ``c f h w`` of the configured clip, the guidance scale (the
+    config's, else the family's default), and — when the config loads them — the prompt encoder, the
+    negative prompt's condition (CFG's unconditional branch) and the latent decoder (else None)."""
 
     transformer: nn.Module
     scheduler: dict
-    pipeline: Any
     latent_shape: tuple[int, int, int, int]
+    guidance_scale: float
+    encode: Callable[[Sequence[str]], TextCondition] | None
+    negative: TextCondition | None
+    decode: Callable[[Tensor], Tensor] | None
 
 
 def load_pipeline_parts(
@@ -108,8 +111,16 @@ def load_pipeline_parts(
         skipped |= {} if config.text_encoders else dict.fromkeys(adapter.text_parts)
         skipped |= {} if config.vae else {"vae": None}
         pipeline = getattr(diffusers, adapter.pipeline_name).from_pretrained(folder, dtype=dtype, **skipped)
-    latent_shape = latent_video_shape(transformer.config.in_channels, config.num_frames, config.height, config.width)
-    return PipelineParts(transformer, scheduler, pipeline, latent_shape)
+    encode = adapter.prompt_encoder(pipeline, adapter.max_text_tokens) if config.text_encoders else None
+    return PipelineParts(
+        transformer,
+        scheduler,
+        latent_video_shape(transformer.config.in_channels, config.num_frames, config.height, config.width),
+        adapter.default_guidance if config.guidance_scale is None else config.guidance_scale,
+        encode,
+        encode([config.negative_prompt]) if encode is not None else None,
+        adapter.latent_decoder(pipeline) if config.vae else None,
+    )
 
 
 def latent_video_shape(channels: int, num_frames: int, height: int, width: int) -> tuple[int, int, int, int]:
@@ -160,7 +171,8 @@ class LatentVideoTeacher(nn.Module):
     text_parts: tuple[str, ...]  # the folder's text encoders and tokenizers
     default_guidance: float  # classifier-free guidance when the config gives none
     max_text_tokens: int  # the pipeline's max_sequence_length
-    # and builds itself with ``from_pipeline(folder, config)`` from ``load_pipeline_parts``.
+    # prompt_encoder(pipeline, max_text_tokens) → prompts → TextCondition; latent_decoder(pipeline) →
+    # latents → videos in [0, 1]; and ``from_pipeline(folder, config)`` built on ``load_pipeline_parts``.
 
     def encode_prompts(self, prompts: Sequence[str], open_vocabulary: bool = False) -> TextCondition:
         """The pipeline's text encoders' condition for ``prompts`` (any text: the vocabulary is open)."""

@@ -65,6 +65,31 @@ class HunyuanVideoNetwork(DiffusersNetwork):
         return (v, features) if feature_blocks else v
 
 
+def _prompt_encoder(pipeline, max_tokens: int) -> Callable[[Sequence[str]], TextCondition]:
+    """prompts → Llama hidden states with their mask and the CLIP pooled vector, by the pipeline's own
+    ``encode_prompt`` (on the pipeline's device)."""
+
+    @torch.no_grad()
+    def encode(prompts: Sequence[str]) -> TextCondition:
+        embeds, pooled, mask = pipeline.encode_prompt(prompt=list(prompts), max_sequence_length=max_tokens)
+        return TextCondition(embeds, mask.bool(), pooled)
+
+    return encode
+
+
+def _latent_decoder(pipeline) -> Callable[[Tensor], Tensor]:
+    """latents (b c f h w) → videos (b c f h w in [0, 1]) as HunyuanVideoPipeline decodes them."""
+    vae = pipeline.vae
+
+    @torch.no_grad()
+    def decode(latents: Tensor) -> Tensor:
+        latents = latents.to(vae.device, vae.dtype)
+        video = vae.decode(latents / vae.config.scaling_factor, return_dict=False)[0]
+        return (video.float() / 2 + 0.5).clamp(0, 1)
+
+    return decode
+
+
 class HunyuanVideoTeacher(LatentVideoTeacher):
     """Args:
     network: the wrapped transformer.
@@ -85,6 +110,8 @@ class HunyuanVideoTeacher(LatentVideoTeacher):
     text_parts = ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2")
     default_guidance = 1.0  # guidance-distilled: embedded guidance, no true CFG
     max_text_tokens = 256
+    prompt_encoder = staticmethod(_prompt_encoder)
+    latent_decoder = staticmethod(_latent_decoder)
 
     def __init__(
         self,
@@ -110,17 +137,16 @@ class HunyuanVideoTeacher(LatentVideoTeacher):
     @classmethod
     def from_pipeline(cls, folder: Path, config: DiffusersTeacherConfig) -> HunyuanVideoTeacher:
         parts = load_pipeline_parts(cls, folder, config)
-        encode = _prompt_encoder(parts.pipeline, cls.max_text_tokens) if config.text_encoders else None
         return cls(
             HunyuanVideoNetwork(parts.transformer),
             parts.latent_shape,
             shift=parts.scheduler.get("shift", 1.0) if config.shift is None else config.shift,
             num_steps=config.num_steps,
             embedded_guidance=config.embedded_guidance,
-            guidance_scale=cls.default_guidance if config.guidance_scale is None else config.guidance_scale,
-            negative=encode([config.negative_prompt]) if encode is not None else None,
-            encode=encode,
-            decode_latents=_latent_decoder(parts.pipeline.vae) if config.vae else None,
+            guidance_scale=parts.guidance_scale,
+            negative=parts.negative,
+            encode=parts.encode,
+            decode_latents=parts.decode,
         )
 
     def _velocity(self, x, timestep, condition: TextCondition, feature_blocks, **network_kwargs):
@@ -148,27 +174,3 @@ class HunyuanVideoTeacher(LatentVideoTeacher):
             v = classifier_free_guidance(v, v_negative, scale)
         x0, eps = self.parameterization.to_x0_eps(x, sigma.view(-1, 1, 1, 1, 1), v)
         return Prediction(x0=x0, eps=eps, features=features)
-
-
-def _prompt_encoder(pipeline, max_tokens: int) -> Callable[[Sequence[str]], TextCondition]:
-    """prompts → Llama hidden states with their mask and the CLIP pooled vector, by the pipeline's own
-    ``encode_prompt`` (on the pipeline's device)."""
-
-    @torch.no_grad()
-    def encode(prompts: Sequence[str]) -> TextCondition:
-        embeds, pooled, mask = pipeline.encode_prompt(prompt=list(prompts), max_sequence_length=max_tokens)
-        return TextCondition(embeds, mask.bool(), pooled)
-
-    return encode
-
-
-def _latent_decoder(vae) -> Callable[[Tensor], Tensor]:
-    """latents (b c f h w) → videos (b c f h w in [0, 1]) as HunyuanVideoPipeline decodes them."""
-
-    @torch.no_grad()
-    def decode(latents: Tensor) -> Tensor:
-        latents = latents.to(vae.device, vae.dtype)
-        video = vae.decode(latents / vae.config.scaling_factor, return_dict=False)[0]
-        return (video.float() / 2 + 0.5).clamp(0, 1)
-
-    return decode

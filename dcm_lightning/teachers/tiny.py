@@ -139,10 +139,10 @@ class TinyTeacher(nn.Module):
         return cls.from_config(json.loads(config_path.read_text()), load_file(weights_path))
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path) -> TinyTeacher:
+    def from_checkpoint(cls, path: str | Path, checkpoint: dict | None = None) -> TinyTeacher:
         """The EMA teacher of a TeacherModule ``fit`` checkpoint (its ``tiny_teacher`` description and
-        ``ema.average.*`` weights)."""
-        checkpoint = read_lightning_checkpoint(path)
+        ``ema.average.*`` weights); ``checkpoint``: the file already read."""
+        checkpoint = read_lightning_checkpoint(path) if checkpoint is None else checkpoint
         if TINY_TEACHER_KEY not in checkpoint:
             raise UserError(f"{path} is not a TeacherModule checkpoint (it has no tiny-teacher description).")
         prefix = "ema.average."

@@ -68,6 +68,36 @@ class WanNetwork(DiffusersNetwork):
         return (v, features) if feature_blocks else v
 
 
+def _prompt_encoder(pipeline, max_tokens: int) -> Callable[[Sequence[str]], TextCondition]:
+    """prompts → UMT5 embeddings by the pipeline's own ``encode_prompt``; the mask marks the tokens
+    before the zero padding WanPipeline adds."""
+
+    @torch.no_grad()
+    def encode(prompts: Sequence[str]) -> TextCondition:
+        embeds, _ = pipeline.encode_prompt(
+            prompt=list(prompts), do_classifier_free_guidance=False, max_sequence_length=max_tokens
+        )
+        return TextCondition(embeds, embeds.abs().amax(dim=-1) > 0)
+
+    return encode
+
+
+def _latent_decoder(pipeline) -> Callable[[Tensor], Tensor]:
+    """latents (b c f h w) → videos (b c f h w in [0, 1]): Wan's VAE after un-normalizing the latents."""
+    vae = pipeline.vae
+
+    @torch.no_grad()
+    def decode(latents: Tensor) -> Tensor:
+        latents = latents.to(vae.device, vae.dtype)
+        shape = (1, vae.config.z_dim, 1, 1, 1)
+        mean = torch.tensor(vae.config.latents_mean).view(shape).to(latents)
+        std = torch.tensor(vae.config.latents_std).view(shape).to(latents)
+        video = vae.decode(latents * std + mean, return_dict=False)[0]
+        return (video.float() / 2 + 0.5).clamp(0, 1)
+
+    return decode
+
+
 class WanTeacher(NegativePromptTeacher):
     """Args:
     network: the wrapped transformer.
@@ -87,6 +117,8 @@ class WanTeacher(NegativePromptTeacher):
     text_parts = ("text_encoder", "tokenizer")
     default_guidance = 5.0
     max_text_tokens = 512
+    prompt_encoder = staticmethod(_prompt_encoder)
+    latent_decoder = staticmethod(_latent_decoder)
 
     def __init__(
         self,
@@ -109,43 +141,13 @@ class WanTeacher(NegativePromptTeacher):
     @classmethod
     def from_pipeline(cls, folder: Path, config: DiffusersTeacherConfig) -> WanTeacher:
         parts = load_pipeline_parts(cls, folder, config)
-        encode = _prompt_encoder(parts.pipeline, cls.max_text_tokens) if config.text_encoders else None
         return cls(
             WanNetwork(parts.transformer),
-            encode([config.negative_prompt]) if encode is not None else None,
+            parts.negative,
             parts.latent_shape,
             shift=parts.scheduler.get("flow_shift", 1.0) if config.shift is None else config.shift,
-            guidance_scale=cls.default_guidance if config.guidance_scale is None else config.guidance_scale,
+            guidance_scale=parts.guidance_scale,
             num_steps=config.num_steps,
-            encode=encode,
-            decode_latents=_latent_decoder(parts.pipeline.vae) if config.vae else None,
+            encode=parts.encode,
+            decode_latents=parts.decode,
         )
-
-
-def _prompt_encoder(pipeline, max_tokens: int) -> Callable[[Sequence[str]], TextCondition]:
-    """prompts → UMT5 embeddings by the pipeline's own ``encode_prompt``; the mask marks the tokens
-    before the zero padding WanPipeline adds."""
-
-    @torch.no_grad()
-    def encode(prompts: Sequence[str]) -> TextCondition:
-        embeds, _ = pipeline.encode_prompt(
-            prompt=list(prompts), do_classifier_free_guidance=False, max_sequence_length=max_tokens
-        )
-        return TextCondition(embeds, embeds.abs().amax(dim=-1) > 0)
-
-    return encode
-
-
-def _latent_decoder(vae) -> Callable[[Tensor], Tensor]:
-    """latents (b c f h w) → videos (b c f h w in [0, 1]): Wan's VAE after un-normalizing the latents."""
-
-    @torch.no_grad()
-    def decode(latents: Tensor) -> Tensor:
-        latents = latents.to(vae.device, vae.dtype)
-        shape = (1, vae.config.z_dim, 1, 1, 1)
-        mean = torch.tensor(vae.config.latents_mean).view(shape).to(latents)
-        std = torch.tensor(vae.config.latents_std).view(shape).to(latents)
-        video = vae.decode(latents * std + mean, return_dict=False)[0]
-        return (video.float() / 2 + 0.5).clamp(0, 1)
-
-    return decode

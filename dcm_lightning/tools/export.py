@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from dcm_lightning.checkpoints import is_module_checkpoint, read_lightning_checkpoint
+from dcm_lightning.checkpoints import MODULE_KEY, read_lightning_checkpoint
 from dcm_lightning.generation import STUDENT_MODULES, student_module_from_checkpoint
 from dcm_lightning.students import export_student
 from dcm_lightning.teachers.tiny import TinyTeacher
@@ -36,11 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> None:
     args = build_parser().parse_args(argv)
-    student = is_module_checkpoint(args.checkpoint, *STUDENT_MODULES)
+    checkpoint = read_lightning_checkpoint(args.checkpoint)
+    student = checkpoint.get(MODULE_KEY) in STUDENT_MODULES
     if student:
-        module, checkpoint = student_module_from_checkpoint(args.checkpoint)
+        module, _ = student_module_from_checkpoint(args.checkpoint)
     else:
-        teacher, checkpoint = TinyTeacher.from_checkpoint(args.checkpoint), read_lightning_checkpoint(args.checkpoint)
+        teacher = TinyTeacher.from_checkpoint(args.checkpoint, checkpoint)
     dtype = args.dtype or ("float32" if student else "float16")
     provenance = {
         "source_checkpoint": Path(args.checkpoint).name,
