@@ -1,4 +1,4 @@
-"""Command line: LightningCLI for fit/validate/test/predict plus the tool subcommands.
+"""Command line: LightningCLI for fit/validate plus the tool subcommands.
 
 ``python -m dcm_lightning fit --config configs/presets/tiny_cpu.yaml --config configs/teacher_tiny.yaml``
 trains (a machine preset, then an experiment file: configs/README.md); ``sample``, ``export`` … are
@@ -17,7 +17,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from dcm_lightning.errors import UserError
 from dcm_lightning.lightning_cli import QUIET_WARNINGS, DCMLightningCLI
 
-LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+LIGHTNING_COMMANDS = ("fit", "validate")
 
 
 def _tools() -> dict[str, tuple[str, Callable[[Sequence[str]], None]]]:
@@ -25,6 +25,7 @@ def _tools() -> dict[str, tuple[str, Callable[[Sequence[str]], None]]]:
     from dcm_lightning.tools import (
         analyze,
         cache,
+        encode_latents,
         export,
         minibench,
         sample,
@@ -34,8 +35,12 @@ def _tools() -> dict[str, tuple[str, Callable[[Sequence[str]], None]]]:
     )
 
     return {
-        "sample": ("generate videos (mp4 + png frame grid) from prompts", sample.main),
+        "sample": ("generate videos (mp4 + png frame grid) from prompts, with a teacher or a student", sample.main),
         "cache": ("build, resume or repair the teacher-trajectory cache of a distillation config", cache.main),
+        "encode-latents": (
+            "captioned videos (metadata.jsonl) -> the latent folder a real config trains from",
+            encode_latents.main,
+        ),
         "export": ("turn a training checkpoint into a self-contained pretrained folder", export.main),
         "minibench": ("MiniBench of teachers and students on one prompt suite (the validate table)", minibench.main),
         "vbench-generate": ("videos of a VBench prompt subset, VBench-named, with a manifest", vbench_generate.main),
@@ -58,8 +63,6 @@ Distill video diffusion teachers into few-step Dual-Expert Consistency Models.
 training and evaluation (LightningCLI, configured by YAML):
   fit             train a model: the tiny teacher, a semantic or detail expert, a baseline
   validate        run a model's validation loop; with configs/eval_tiny.yaml the MiniBench table
-  test            run a model's test loop
-  predict         run a model's predict loop
 
 tools:
 {tools}
@@ -99,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except argparse.ArgumentError as error:  # a bad option or config value
         print(f"error: {error}\n(run `python -m dcm_lightning {command} --help` for the options)", file=sys.stderr)
         raise SystemExit(2) from None
-    except MisconfigurationException as error:  # e.g. `test` on a module without a test loop
+    except MisconfigurationException as error:  # e.g. `validate` on a module without a validation loop
         print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
         raise SystemExit(2) from None
     except FileNotFoundError as error:

@@ -37,11 +37,3 @@ def shard_network(network: nn.Module, mesh) -> None:
 def is_sharded_checkpoint(path: str | Path) -> bool:
     """A distributed (DCP) checkpoint folder, as ``ModelParallelStrategy`` writes them."""
     return Path(path).is_dir() and (Path(path) / ".metadata").is_file()
-
-
-def read_sharded_checkpoint(path: str | Path) -> dict:
-    """A sharded checkpoint folder consolidated into one plain checkpoint dict (full tensors on CPU),
-    in one process and without a process group."""
-    from lightning.fabric.utilities.load import _load_distributed_checkpoint
-
-    return _load_distributed_checkpoint(Path(path))

@@ -14,7 +14,7 @@ parameters are chosen once, by name, at construction: peft's adapter switches fl
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Literal
 
@@ -195,6 +195,24 @@ class DualExpertNetwork(nn.Module):
                 module._disable_adapters = False
                 module.merge()
         return _strip_adapters(merged).requires_grad_(False)
+
+
+def semantic_weight_sources(keys: Iterable[str]) -> dict[str, str]:
+    """For a ``DualExpertNetwork``'s state-dict keys: each key that starts as a weight of the plain
+    network it was built on → that weight's key in the plain network. The LoRA factors start fresh
+    and have none; peft keeps each adapted layer as ``base_layer``; Ψ copies are keyed by their
+    dotted path spelled with "/"."""
+    sources = {}
+    for key in keys:
+        head, _, rest = key.partition(".")
+        if head in ("semantic", "detail") and "lora_" not in rest:
+            sources[key] = rest.replace(".base_layer.", ".")
+        elif head == "psi":
+            slot, _, tail = rest.partition(".")
+            sources[key] = f"{_path(slot)}.{tail}"
+        elif head == "psi_parameters":
+            sources[key] = _path(rest)
+    return sources
 
 
 def _key(path: str) -> str:

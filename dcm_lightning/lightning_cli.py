@@ -40,6 +40,12 @@ class DCMLightningCLI(LightningCLI):
             run=run,
         )
 
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """``fit`` and ``validate`` only: no module here has a test or predict loop (generation is the
+        ``sample`` and ``vbench-generate`` tools), so those entry points would only fail."""
+        return {name: keys for name, keys in LightningCLI.subcommands().items() if name in ("fit", "validate")}
+
     def add_arguments_to_parser(self, parser) -> None:
         # The run's folder is one fact: the logger always writes into trainer.default_root_dir.
         parser.link_arguments("trainer.default_root_dir", "trainer.logger.init_args.save_dir")
@@ -91,13 +97,13 @@ QUIET_WARNINGS = (
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
     # The detail expert checkpoints after its G and D steps on purpose (resume continues from there).
     r"Using ModelCheckpoint with manual optimization and every_n_train_steps",
+    # The tools that read a training config hand its arguments to LightningCLI themselves.
+    r"LightningCLI's args parameter is intended",
 )
 
 
 # An experiment file's header documents its command: `#   python -m dcm_lightning fit --config P --config F`.
-DOCUMENTED_COMMAND = re.compile(
-    r"^#\s+python -m dcm_lightning (fit|validate|test|predict)((?:\s+--config\s+\S+)+)", re.M
-)
+DOCUMENTED_COMMAND = re.compile(r"^#\s+python -m dcm_lightning (fit|validate)((?:\s+--config\s+\S+)+)", re.M)
 
 
 def documented_command(config: str | Path) -> tuple[str, list[str]]:

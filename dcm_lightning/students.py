@@ -62,16 +62,24 @@ def export_student(module, folder: str | Path, provenance: dict, dtype: torch.dt
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 
-def load_student(folder: str | Path, pipeline_parts: bool = True) -> tuple[VideoModel, dict]:
+def load_student(
+    folder: str | Path, pipeline_parts: bool = True, teacher_settings: dict | None = None
+) -> tuple[VideoModel, dict]:
     """The student behind the teacher interface (guidance 1) and its config (schedule rule …). A real
     teacher's student comes with its pipeline's text encoders and VAE unless ``pipeline_parts`` is
-    False (sampling from given embeddings, latents out)."""
+    False (sampling from given embeddings, latents out); ``teacher_settings`` override its teacher's
+    (``dtype``, ``num_frames``, ``height``, ``width``: generation at another size or precision)."""
     folder = Path(folder)
     config = json.loads((folder / "config.json").read_text())
     if config.get("kind") == DIFFUSERS_STUDENT_KIND:
-        return _load_diffusers_student(folder, config, pipeline_parts), config
+        return _load_diffusers_student(folder, config, pipeline_parts, teacher_settings or {}), config
     if config.get("kind") != STUDENT_KIND:
         raise UserError(f"{folder} is not an exported student folder.")
+    if teacher_settings:
+        raise UserError(
+            f"a tiny-tier student's clips have the size it was trained at; {', '.join(teacher_settings)} "
+            "apply to the students of real teachers."
+        )
     network: torch.nn.Module = TinyVideoDiT(TinyDiTConfig.from_dict(config["network"]))
     if config["dual_expert"] is not None:
         network = DualExpertNetwork(network, **_dual_expert_settings(config))
@@ -88,20 +96,20 @@ def load_student(folder: str | Path, pipeline_parts: bool = True) -> tuple[Video
     return student, config
 
 
-def _load_diffusers_student(folder: Path, config: dict, pipeline_parts: bool):
+def _load_diffusers_student(folder: Path, config: dict, pipeline_parts: bool, overrides: dict):
     """The student of a real teacher, for generation: the teacher adapter (its pipeline folder gives
-    text encoders, VAE and grid) with the exported network weights in place of the teacher's."""
+    text encoders, VAE and grid) with the exported network weights copied into the teacher's own
+    transformer (no second copy of it; each weight keeps the dtype the pipeline loads it in)."""
     from dcm_lightning.teachers.pretrained import load_diffusers_teacher
 
     # Generation needs the pipeline's text encoders and VAE, whatever the training run loaded.
-    settings = {**config["teacher"], "text_encoders": pipeline_parts, "vae": pipeline_parts}
-    student = load_diffusers_teacher(settings).student_copy()
+    settings = {**config["teacher"], **overrides, "text_encoders": pipeline_parts, "vae": pipeline_parts}
+    student = load_diffusers_teacher(settings)
+    student.guidance_scale = 1.0  # guidance is distilled into the student
     network = student.network
     if config["dual_expert"] is not None:
         network = DualExpertNetwork(network, **_dual_expert_settings(config))
-    state = load_file(folder / "model.safetensors")
-    dtype = next(network.parameters()).dtype
-    network.load_state_dict({k: v.to(dtype) for k, v in state.items()})
+    network.load_state_dict(load_file(folder / "model.safetensors"))  # copied in each parameter's dtype
     student.network = network.requires_grad_(False).eval()
     return student
 

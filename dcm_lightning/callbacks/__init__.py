@@ -2,5 +2,6 @@
 
 from dcm_lightning.callbacks.noise_level_gradients import NoiseLevelGradients
 from dcm_lightning.callbacks.oracle_samples import OracleSamples
+from dcm_lightning.callbacks.training_samples import TrainingSamples
 
-__all__ = ["NoiseLevelGradients", "OracleSamples"]
+__all__ = ["NoiseLevelGradients", "OracleSamples", "TrainingSamples"]

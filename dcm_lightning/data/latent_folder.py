@@ -61,6 +61,23 @@ class LatentFolder:
         raise IndexError(index)
 
 
+def write_part(path: str | Path, latents: Tensor, condition, metadata: dict[str, str] | None = None) -> None:
+    """One part of a latent folder: ``latents`` (n c f h w) with the prompts' ``condition``
+    (a TextCondition: embeddings, mask, and the pooled vector where the teacher has one). Written
+    under a temporary name and renamed, so that a part exists exactly when it is complete."""
+    path = Path(path)
+    tensors = {
+        "latents": latents.contiguous(),
+        "text_embeds": condition.embeds.contiguous(),
+        "text_mask": condition.mask.to(torch.uint8).contiguous(),
+    }
+    if condition.pooled is not None:
+        tensors["text_pooled"] = condition.pooled.contiguous()
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file({k: v.cpu() for k, v in tensors.items()}, temporary, metadata=metadata)
+    os.replace(temporary, path)
+
+
 def write_moving_shapes_latents(folder: str | Path, num_clips: int, seed: int, teacher) -> None:
     """Render ``num_clips`` MovingShapes clips (in [−1, 1]) with their prompt embeddings into
     ``folder``; each part is written under a temporary name and renamed, so the folder is complete

@@ -238,6 +238,9 @@ class TrajectoryDataModule(L.LightningDataModule):
             return
         strategy = self.trainer.strategy
         if self.source == "cache":
+            # Lightning moves the module only after this hook: the teacher goes to the accelerator now,
+            # so that its trajectories are not computed on the CPU (it would be moved there next anyway).
+            consumer.teacher.to(strategy.root_device)
             self.cache = self.prepare_cache(consumer, strategy.global_rank, strategy.world_size, strategy.barrier)
         else:
             if strategy.global_rank == 0 and not self.latents_dir.exists():

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Protocol
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 class Parameterization(Protocol):
@@ -44,15 +44,25 @@ class FlowMatching:
         return eps - x0
 
 
-class VPrediction:
+class VPrediction(nn.Module):
     """Variance-preserving v-prediction (CogVideoX): x_t = α_t·x0 + s_t·ε, output v = α_t·ε − s_t·x0.
 
     α_t = √ᾱ_t and s_t = √(1 − ᾱ_t) come from the teacher's own DDPM schedule ``alphas_cumprod``
     (length T); the noise coordinate is σ = t / (T − 1), and t is rounded to the schedule's index.
+
+    A module, so that the table follows its teacher's ``.to(device)``. It is held as the bit pattern
+    of its float64 values (an int64 buffer): ``.to(torch.bfloat16)`` on the teacher casts floating
+    buffers, and ᾱ in bf16 would be off by up to 0.4 %.
     """
 
     def __init__(self, alphas_cumprod: Tensor) -> None:
-        self.alphas_cumprod = torch.as_tensor(alphas_cumprod, dtype=torch.float64)
+        super().__init__()
+        table = torch.as_tensor(alphas_cumprod, dtype=torch.float64).contiguous()
+        self.register_buffer("alphas_cumprod_bits", table.view(torch.int64), persistent=False)
+
+    @property
+    def alphas_cumprod(self) -> Tensor:
+        return self.alphas_cumprod_bits.view(torch.float64)
 
     @property
     def num_train_timesteps(self) -> int:
@@ -64,7 +74,8 @@ class VPrediction:
     def coefficients(self, sigma: Tensor) -> tuple[Tensor, Tensor]:
         # σ = 0 is clean data (ᾱ = 1), where DDIM's last step lands ("set_alpha_to_one"); the model
         # itself is never asked at σ = 0, so timestep 0 keeps its own ᾱ_0 for model_timestep.
-        alpha_bar = self.alphas_cumprod[self.timestep_index(sigma)].to(sigma.dtype)
+        # σ may live elsewhere than the teacher (a data loader noising on the CPU): index where σ is.
+        alpha_bar = self.alphas_cumprod.to(sigma.device)[self.timestep_index(sigma)].to(sigma.dtype)
         alpha_bar = torch.where(sigma == 0, torch.ones_like(alpha_bar), alpha_bar)
         return alpha_bar.sqrt(), (1.0 - alpha_bar).sqrt()
 

@@ -195,13 +195,17 @@ def run_minibench(
     batch_size: int = 32,
     latency_repeats: int = 3,
     score_data: bool = True,
+    device: torch.device | str = "cpu",
 ) -> dict:
     """What ``validate … --config configs/eval_tiny.yaml`` runs, from Python: the MiniBenchModule over a
-    PromptSuiteDataModule in a Trainer's validation loop; returns the results it writes to ``out_dir``."""
+    PromptSuiteDataModule in a Trainer's validation loop on ``device``; returns the results it writes
+    to ``out_dir``."""
     module = MiniBenchModule(
         models, reference or models[0].label, str(out_dir), latency_repeats=latency_repeats, score_data=score_data
     )
     data = PromptSuiteDataModule(num_prompts, seeds_per_prompt, suite_seed, batch_size)
-    trainer = L.Trainer(accelerator="auto", devices=1, logger=False, enable_model_summary=False)
+    device = torch.device(device)
+    accelerator, devices = ("cpu", 1) if device.type == "cpu" else (device.type, [device.index or 0])
+    trainer = L.Trainer(accelerator=accelerator, devices=devices, logger=False, enable_model_summary=False)
     trainer.validate(module, datamodule=data, verbose=False)
     return module.results

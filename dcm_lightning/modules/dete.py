@@ -9,12 +9,13 @@ import dataclasses
 import torch
 from torch import Tensor
 
-from dcm_lightning.checkpoints import MODULE_KEY, read_lightning_checkpoint
+from dcm_lightning.checkpoints import MODULE_KEY, load_module_state, read_checkpoint_metadata
 from dcm_lightning.diffusion import renoise
 from dcm_lightning.diffusion.consistency import jump
 from dcm_lightning.diffusion.phases import Schedule, Segment, detail_segment
+from dcm_lightning.distributed import is_sharded_checkpoint
 from dcm_lightning.errors import UserError
-from dcm_lightning.experts import DualExpertNetwork
+from dcm_lightning.experts import DualExpertNetwork, semantic_weight_sources
 from dcm_lightning.losses import adversarial_losses, hinge_generator_loss, non_saturating_generator_loss
 from dcm_lightning.modules.consistency import ConsistencyDistillationModule, ConsistencyStep
 from dcm_lightning.modules.dete_settings import AdversarialSpec, DetailExpertSpec, DiscriminatorSpec, settings_group
@@ -29,8 +30,21 @@ STUDENT_PREFIX = "student.network."
 class DetEModule(ConsistencyDistillationModule):
     """The detail expert, chained from a SemE checkpoint (its teacher and κ come from there).
 
+    The semantic expert's weights are read from that checkpoint's ``student.network.*`` entries only
+    (never its optimizer states or EMA copy) into every tensor of the dual-expert student that starts
+    as one: the frozen semantic network, Ψ (or the full detail copy) and the EMA target's copies.
+    From a ``.ckpt`` file that happens at construction. From a sharded (FSDP2) folder it waits for
+    ``configure_model`` — which Lightning calls in every Trainer entry point and in
+    ``load_from_checkpoint`` — so that, under ``ModelParallelStrategy``, it lands in the already
+    sharded student and each rank reads only its own shards; without a device mesh the student is
+    filled from full tensors there. Loading a DetE checkpoint's own weights (``on_load_checkpoint``)
+    makes that read unnecessary: ``export`` and ``sample`` never read the semantic expert's tensors.
+    A module built from a sharded folder outside a Trainer holds the teacher's weights until
+    ``configure_model()`` is called.
+
     Args:
-        semantic_checkpoint: the SemEModule ``.ckpt`` whose student becomes the frozen semantic expert.
+        semantic_checkpoint: the SemEModule ``.ckpt`` (a file or a sharded folder) whose student becomes
+            the frozen semantic expert.
         detail: how the detail expert is built (``DetailExpertSpec``).
         adversarial: the GAN and feature-matching terms (``AdversarialSpec``).
         discriminator: the discriminator heads and their optimizer (``DiscriminatorSpec``).
@@ -80,7 +94,6 @@ class DetEModule(ConsistencyDistillationModule):
         if self._semantic["teacher_fingerprint"] != module_fingerprint(self.teacher.network):
             raise UserError("the semantic checkpoint was distilled from another teacher than the one it names.")
         student, spec = self.teacher.student_copy(), self.detail
-        student.network.load_state_dict(self._semantic["network"])
         student.network = DualExpertNetwork(
             student.network,
             list(self.teacher.psi_modules if spec.psi_modules is None else spec.psi_modules),
@@ -89,7 +102,25 @@ class DetEModule(ConsistencyDistillationModule):
             lora_targets=list(spec.lora_targets or self.teacher.lora_targets),
             mode=spec.mode,
         )
+        # A file now (the EMA target, copied from the student next, starts from it too); a sharded
+        # folder in configure_model, into the sharded networks (see the class docstring).
+        self._semantic_pending = is_sharded_checkpoint(self._semantic["path"])
+        if not self._semantic_pending:
+            load_semantic_expert(self._semantic["path"], [student.network])
         return student
+
+    def configure_model(self) -> None:
+        super().configure_model()  # under ModelParallelStrategy: the networks are sharded now
+        if self._semantic_pending:
+            networks = [self.student.network]
+            if self.target_ema is not None:
+                networks.append(self.target_ema.average.network)
+            load_semantic_expert(self._semantic["path"], networks)
+            self._semantic_pending = False
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self._semantic_pending = False  # this checkpoint's weights replace the semantic expert's
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return self.student.network.trainable_parameters()
@@ -223,15 +254,38 @@ class DetEModule(ConsistencyDistillationModule):
 
 
 def _read_semantic_checkpoint(path: str) -> dict:
-    """What the detail expert takes from a SemE checkpoint: its student network, teacher and κ."""
-    checkpoint = read_lightning_checkpoint(path)
+    """What the detail expert takes from a SemE checkpoint's metadata: its teacher, κ and teacher
+    fingerprint (no weights are read here; ``load_semantic_expert`` reads the student's)."""
+    checkpoint = read_checkpoint_metadata(path)
     if checkpoint.get(MODULE_KEY) != "SemEModule":
         raise UserError(f"{path} is not a SemEModule checkpoint; the detail expert starts from a semantic expert.")
     hparams = checkpoint.get("hyper_parameters", {})
-    state = checkpoint["state_dict"]
     return {
+        "path": path,
         "teacher": hparams.get("teacher"),
         "boundary_index": int(hparams["boundary_index"]),
         "teacher_fingerprint": checkpoint.get("teacher_fingerprint"),
-        "network": {k.removeprefix(STUDENT_PREFIX): v for k, v in state.items() if k.startswith(STUDENT_PREFIX)},
     }
+
+
+def load_semantic_expert(path: str, networks: list[DualExpertNetwork]) -> None:
+    """The SemE checkpoint's student network (its ``student.network.*`` weights, nothing else) into
+    every tensor of the dual-expert ``networks`` that starts as one of its weights.
+
+    Each semantic weight is read once, into the first tensor that starts from it (the frozen semantic
+    network's own), and copied from there into the others (Ψ, a full detail copy, the EMA target's).
+    The tensors may be FSDP2-sharded DTensors: then every rank calls this together and reads only its
+    own shards (``checkpoints.load_module_state``); the copies share the layout of what they copy."""
+    read: dict[str, Tensor] = {}
+    copies: list[tuple[Tensor, str]] = []
+    for network in networks:
+        state = network.state_dict()  # tensors sharing the parameters' storage: filled in place
+        for key, source in semantic_weight_sources(state).items():
+            if source in read:
+                copies.append((state[key], source))
+            else:
+                read[source] = state[key]
+    load_module_state(path, read, prefix=STUDENT_PREFIX)
+    with torch.no_grad():
+        for tensor, source in copies:
+            tensor.copy_(read[source])

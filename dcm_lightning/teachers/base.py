@@ -37,6 +37,8 @@ class VideoModel(Protocol):
     guidance_scale: float
     psi_modules: tuple[str, ...]  # top-level timestep-dependent layers the detail expert copies (Ψ)
     lora_targets: tuple[str, ...]  # the attention projections the detail expert's LoRA adapts
+    fps: int  # frame rate of its videos
+    display_upscale: int  # videos are written this many times enlarged (1 for real models)
 
     def encode_prompts(self, prompts: Sequence[str], open_vocabulary: bool = False) -> Any:
         """Condition for ``prompts``; a closed-vocabulary teacher (the tiny one) takes any text only
@@ -107,6 +109,7 @@ def trainable_copy(teacher: nn.Module) -> nn.Module:
     shared, not copied."""
     student = copy.copy(teacher)
     student.__dict__["_modules"] = dict(teacher._modules)
+    student.__dict__["_buffers"] = dict(teacher._buffers)
     student.network = copy.deepcopy(teacher.network).float().requires_grad_(True).train()
     student.guidance_scale = 1.0
     return student

@@ -86,6 +86,19 @@ def _prompt_encoder(pipeline, max_tokens: int) -> Callable[[Sequence[str]], Text
     return encode
 
 
+def _latent_encoder(pipeline) -> Callable[[Tensor], Tensor]:
+    """videos (b c f h w in [0, 1]) → latents (b c f h w): the mean of the VAE posterior × its scaling
+    factor, as CogVideoX's video-to-video pipeline encodes."""
+    vae = pipeline.vae
+
+    @torch.no_grad()
+    def encode(videos: Tensor) -> Tensor:
+        latents = vae.encode(videos.to(vae.device, vae.dtype) * 2 - 1).latent_dist.mode()
+        return latents * vae.config.scaling_factor
+
+    return encode
+
+
 def _latent_decoder(pipeline) -> Callable[[Tensor], Tensor]:
     """latents (b c f h w) → videos (b c f h w in [0, 1]) by the pipeline's own ``decode_latents``."""
 
@@ -106,8 +119,8 @@ class CogVideoXTeacher(NegativePromptTeacher):
         without text encoders: the teacher then runs only unguided, as from a trajectory cache).
     latent_shape: ``c f h w`` of one latent video (CogVideoX-2b, 49 frames at 480×720: 16, 13, 60, 90).
     guidance_scale, num_steps: the sampler's (official 6, 50).
-    encode, decode_latents: the pipeline's T5 and VAE (prompts → TextCondition, latents → videos in
-        [0, 1]); None when only cached embeddings are used.
+    Built by ``from_pipeline``, it encodes prompts with the pipeline's T5 and decodes with its VAE
+    when the config loads them (``text_encoders``, ``vae``).
     """
 
     psi_modules = COGVIDEOX_PSI
@@ -117,7 +130,9 @@ class CogVideoXTeacher(NegativePromptTeacher):
     text_parts = ("text_encoder", "tokenizer")
     default_guidance = 6.0
     max_text_tokens = 226
+    fps = 8
     prompt_encoder = staticmethod(_prompt_encoder)
+    latent_encoder = staticmethod(_latent_encoder)
     latent_decoder = staticmethod(_latent_decoder)
 
     def __init__(
@@ -128,8 +143,6 @@ class CogVideoXTeacher(NegativePromptTeacher):
         latent_shape: tuple[int, int, int, int],
         guidance_scale: float = 6.0,
         num_steps: int = 50,
-        encode: Callable[[Sequence[str]], TextCondition] | None = None,
-        decode_latents: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         super().__init__()
         self.network = network
@@ -138,7 +151,6 @@ class CogVideoXTeacher(NegativePromptTeacher):
         self._latent_shape = tuple(latent_shape)
         self.guidance_scale, self.num_steps = guidance_scale, num_steps
         self.shift = None  # a VP teacher's grid is its scheduler's timesteps, not a shifted flow grid
-        self._encode, self._decode = encode, decode_latents
 
     @classmethod
     def from_pipeline(cls, folder: Path, config: DiffusersTeacherConfig) -> CogVideoXTeacher:
@@ -159,9 +171,7 @@ class CogVideoXTeacher(NegativePromptTeacher):
             latent_shape,
             guidance_scale=parts.guidance_scale,
             num_steps=config.num_steps,
-            encode=parts.encode,
-            decode_latents=parts.decode,
-        )
+        ).use_codec(parts.codec)
 
     def sigmas(self, num_steps: int | None = None) -> Tensor:
         return trailing_sigmas(num_steps or self.num_steps, self.parameterization.num_train_timesteps)

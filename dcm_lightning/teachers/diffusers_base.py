@@ -6,6 +6,7 @@ cogvideox.py) adds its own ``from_pipeline``; ``pretrained.py`` picks the adapte
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -72,19 +73,64 @@ def torch_dtype(name: str) -> torch.dtype:
 
 
 @dataclass
+class PipelineCodec:
+    """A pipeline folder's text encoders and VAE, as functions: prompts → TextCondition (``encode``),
+    videos (b c f h w in [0, 1]) → latents (``encode_videos``) and back (``decode``); None where the
+    part was not loaded. ``modules`` are the torch modules behind them."""
+
+    encode: Callable[[Sequence[str]], TextCondition] | None = None
+    encode_videos: Callable[[Tensor], Tensor] | None = None
+    decode: Callable[[Tensor], Tensor] | None = None
+    modules: tuple[nn.Module, ...] = ()
+
+    def to(self, device: torch.device | str) -> PipelineCodec:
+        for module in self.modules:
+            module.to(device)
+        return self
+
+
+def load_pipeline_codec(
+    adapter: type[LatentVideoTeacher], folder: Path, dtype: str, text_encoders: bool, vae: bool
+) -> PipelineCodec:
+    """The text encoders and/or the VAE of a pipeline folder (never its transformer), in ``dtype``."""
+    import diffusers
+
+    if text_encoders:
+        missing = [part for part in adapter.text_parts if not (folder / part).is_dir()]
+        if missing:
+            raise UserError(f"{folder} is incomplete: text_encoders: true needs {', '.join(missing)}/.")
+    if vae and not (folder / "vae" / "config.json").is_file():
+        raise UserError(f"{folder} is incomplete: vae: true needs vae/config.json and its weights.")
+    if not (text_encoders or vae):
+        return PipelineCodec()
+    skipped = {"transformer": None}
+    skipped |= {} if text_encoders else dict.fromkeys(adapter.text_parts)
+    skipped |= {} if vae else {"vae": None}
+    pipeline = getattr(diffusers, adapter.pipeline_name).from_pretrained(folder, dtype=torch_dtype(dtype), **skipped)
+    # A transformer that fixes its text length (CogVideoX: max_text_seq_length) says it; else the family's.
+    transformer = json.loads((folder / "transformer" / "config.json").read_text())
+    max_tokens = transformer.get("max_text_seq_length") or adapter.max_text_tokens
+    return PipelineCodec(
+        adapter.prompt_encoder(pipeline, max_tokens) if text_encoders else None,
+        adapter.latent_encoder(pipeline) if vae else None,
+        adapter.latent_decoder(pipeline) if vae else None,
+        tuple(m for m in pipeline.components.values() if isinstance(m, nn.Module)),
+    )
+
+
+@dataclass
 class PipelineParts:
     """What every adapter's ``from_pipeline`` starts from: the frozen transformer, the scheduler's
     config, the latent video shape ``c f h w`` of the configured clip, the guidance scale (the
-    config's, else the family's default), and — when the config loads them — the prompt encoder, the
-    negative prompt's condition (CFG's unconditional branch) and the latent decoder (else None)."""
+    config's, else the family's default), the text encoders and VAE the config loads (``codec``) and
+    the negative prompt's condition (CFG's unconditional branch; None without text encoders)."""
 
     transformer: nn.Module
     scheduler: dict
     latent_shape: tuple[int, int, int, int]
     guidance_scale: float
-    encode: Callable[[Sequence[str]], TextCondition] | None
+    codec: PipelineCodec
     negative: TextCondition | None
-    decode: Callable[[Tensor], Tensor] | None
 
 
 def load_pipeline_parts(
@@ -94,32 +140,17 @@ def load_pipeline_parts(
     text encoders and VAE only when the config asks: a run from a trajectory cache needs neither."""
     import diffusers
 
-    dtype = torch_dtype(config.dtype)
-    if config.text_encoders:
-        missing = [part for part in adapter.text_parts if not (folder / part).is_dir()]
-        if missing:
-            raise UserError(f"{folder} is incomplete: text_encoders: true needs {', '.join(missing)}/.")
-    if config.vae and not (folder / "vae" / "config.json").is_file():
-        raise UserError(f"{folder} is incomplete: vae: true needs vae/config.json and its weights.")
+    codec = load_pipeline_codec(adapter, folder, config.dtype, config.text_encoders, config.vae)
     transformer_class = getattr(diffusers, adapter.transformer_class)
-    transformer = transformer_class.from_pretrained(folder, subfolder="transformer", dtype=dtype)
+    transformer = transformer_class.from_pretrained(folder, subfolder="transformer", dtype=torch_dtype(config.dtype))
     transformer.requires_grad_(False).eval()
-    scheduler = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
-    pipeline = None
-    if config.text_encoders or config.vae:
-        skipped = {"transformer": None}
-        skipped |= {} if config.text_encoders else dict.fromkeys(adapter.text_parts)
-        skipped |= {} if config.vae else {"vae": None}
-        pipeline = getattr(diffusers, adapter.pipeline_name).from_pretrained(folder, dtype=dtype, **skipped)
-    encode = adapter.prompt_encoder(pipeline, adapter.max_text_tokens) if config.text_encoders else None
     return PipelineParts(
         transformer,
-        scheduler,
+        json.loads((folder / "scheduler" / "scheduler_config.json").read_text()),
         latent_video_shape(transformer.config.in_channels, config.num_frames, config.height, config.width),
         adapter.default_guidance if config.guidance_scale is None else config.guidance_scale,
-        encode,
-        encode([config.negative_prompt]) if encode is not None else None,
-        adapter.latent_decoder(pipeline) if config.vae else None,
+        codec,
+        codec.encode([config.negative_prompt]) if codec.encode is not None else None,
     )
 
 
@@ -156,7 +187,12 @@ class DiffusersNetwork(nn.Module):
 class LatentVideoTeacher(nn.Module):
     """Latent shapes, the flow-matching grid, the device, students, and prompt encoding and decoding
     through optional pipeline parts, for adapters that set ``network``, ``_latent_shape``, ``shift``
-    and ``num_steps`` (and ``_encode`` / ``_decode`` when loaded with text encoders / VAE)."""
+    and ``num_steps``, and call ``use_codec(parts.codec)`` when built from a pipeline folder.
+
+    Every tensor the teacher holds follows ``.to(device / dtype)``: the network and the
+    parameterization are child modules, the negative prompt's condition is held in buffers, and the
+    pipeline's text encoders and VAE (held outside the module tree, so that no checkpoint or FSDP
+    state holds them and a student copy shares them) are moved by ``_apply``."""
 
     network: nn.Module
     _latent_shape: tuple[int, int, int, int]
@@ -164,6 +200,8 @@ class LatentVideoTeacher(nn.Module):
     num_steps: int
     _encode: Callable[[list[str]], TextCondition] | None = None
     _decode: Callable[[Tensor], Tensor] | None = None
+    _pipeline_modules: tuple[nn.Module, ...] = ()
+    settings: DiffusersTeacherConfig | None = None  # what it was loaded with (set by the loader)
 
     # What a family's adapter declares about its pipeline folder:
     pipeline_name: str  # model_index.json's _class_name, e.g. "WanPipeline"
@@ -171,8 +209,57 @@ class LatentVideoTeacher(nn.Module):
     text_parts: tuple[str, ...]  # the folder's text encoders and tokenizers
     default_guidance: float  # classifier-free guidance when the config gives none
     max_text_tokens: int  # the pipeline's max_sequence_length
-    # prompt_encoder(pipeline, max_text_tokens) → prompts → TextCondition; latent_decoder(pipeline) →
-    # latents → videos in [0, 1]; and ``from_pipeline(folder, config)`` built on ``load_pipeline_parts``.
+    fps: int  # frames per second of the family's videos
+    # prompt_encoder(pipeline, max_text_tokens) → prompts → TextCondition; latent_encoder(pipeline) →
+    # videos in [0, 1] → latents; latent_decoder(pipeline) → latents → videos in [0, 1]; and
+    # ``from_pipeline(folder, config)`` built on ``load_pipeline_parts``.
+    display_upscale = 1  # videos are written at their own size (the tiny teacher's are enlarged)
+
+    @classmethod
+    def native_video(cls, folder: Path) -> dict[str, int]:
+        """``num_frames``, ``height``, ``width`` the pipeline generates when not told: its ``__call__``'s
+        defaults, or, where those are None (CogVideoX), its transformer's sample size."""
+        import diffusers
+
+        transformer = json.loads((folder / "transformer" / "config.json").read_text())
+        defaults = inspect.signature(getattr(diffusers, cls.pipeline_name).__call__).parameters
+        frames = transformer.get("sample_frames") or defaults["num_frames"].default
+        height = defaults["height"].default or transformer["sample_height"] * VAE_SPACE
+        width = defaults["width"].default or transformer["sample_width"] * VAE_SPACE
+        return {"num_frames": int(frames), "height": int(height), "width": int(width)}
+
+    @property
+    def has_text_encoders(self) -> bool:
+        return self._encode is not None
+
+    @property
+    def has_vae(self) -> bool:
+        return self._decode is not None
+
+    def use_codec(self, codec: PipelineCodec) -> LatentVideoTeacher:
+        """Prompt encoding and decoding through the text encoders and VAE ``codec`` holds."""
+        self._encode, self._decode, self._pipeline_modules = codec.encode, codec.decode, codec.modules
+        return self
+
+    @property
+    def negative(self) -> TextCondition | None:
+        """The negative prompt's condition (1 l d): CFG's unconditional branch (None: no CFG possible)."""
+        if getattr(self, "negative_embeds", None) is None:
+            return None
+        return TextCondition(self.negative_embeds, self.negative_mask, self.negative_pooled)
+
+    @negative.setter
+    def negative(self, condition: TextCondition | None) -> None:
+        parts = (None,) * 3 if condition is None else (condition.embeds, condition.mask, condition.pooled)
+        for name, tensor in zip(("negative_embeds", "negative_mask", "negative_pooled"), parts, strict=True):
+            self.register_buffer(name, tensor, persistent=False)
+
+    def _apply(self, fn, recurse: bool = True):
+        super()._apply(fn, recurse)
+        if recurse:  # .to(device), .half() …: the pipeline parts go where the teacher goes
+            for module in self._pipeline_modules:
+                module._apply(fn)
+        return self
 
     def encode_prompts(self, prompts: Sequence[str], open_vocabulary: bool = False) -> TextCondition:
         """The pipeline's text encoders' condition for ``prompts`` (any text: the vocabulary is open)."""
@@ -214,8 +301,7 @@ class NegativePromptTeacher(LatentVideoTeacher):
     """Classifier-free guidance against a negative prompt's condition ``negative`` (1 l d), the
     conditional and unconditional halves batched in one network call (Wan, CogVideoX)."""
 
-    negative: TextCondition | None  # None: loaded without text encoders, so no CFG
-    guidance_scale: float
+    guidance_scale: float  # (``negative`` None: loaded without text encoders, so no CFG)
 
     def predict(
         self,
@@ -232,7 +318,7 @@ class NegativePromptTeacher(LatentVideoTeacher):
                 f"classifier-free guidance needs the negative prompt's embeddings; load this "
                 f"{type(self).__name__} with `text_encoders: true`."
             )
-        negative = None if scale == 1.0 else self.negative.to(x.device).expand(len(condition))
+        negative = None if scale == 1.0 else self.negative.expand(len(condition))
         return guided_prediction(
             self.network, self.parameterization, x, sigma, condition, negative, scale, feature_blocks, **network_kwargs
         )

@@ -77,6 +77,18 @@ def _prompt_encoder(pipeline, max_tokens: int) -> Callable[[Sequence[str]], Text
     return encode
 
 
+def _latent_encoder(pipeline) -> Callable[[Tensor], Tensor]:
+    """videos (b c f h w in [0, 1]) → latents: the mean of the VAE posterior × its scaling factor."""
+    vae = pipeline.vae
+
+    @torch.no_grad()
+    def encode(videos: Tensor) -> Tensor:
+        latents = vae.encode(videos.to(vae.device, vae.dtype) * 2 - 1).latent_dist.mode()
+        return latents * vae.config.scaling_factor
+
+    return encode
+
+
 def _latent_decoder(pipeline) -> Callable[[Tensor], Tensor]:
     """latents (b c f h w) → videos (b c f h w in [0, 1]) as HunyuanVideoPipeline decodes them."""
     vae = pipeline.vae
@@ -98,8 +110,8 @@ class HunyuanVideoTeacher(LatentVideoTeacher):
     embedded_guidance: the guidance the transformer is given as an input (official 6.0).
     guidance_scale: true classifier-free guidance against ``negative`` (1.0: off, one forward per step).
     negative: the negative prompt's condition, needed only when guidance_scale > 1.
-    encode, decode_latents: the pipeline's text encoders (Llama + CLIP: prompts → TextCondition with
-        ``pooled``) and VAE (latents → videos in [0, 1]); None when only cached embeddings are used.
+    Built by ``from_pipeline``, it encodes prompts with the pipeline's Llama + CLIP (a TextCondition
+    with ``pooled``) and decodes with its VAE when the config loads them (``text_encoders``, ``vae``).
     """
 
     parameterization = FlowMatching()
@@ -110,7 +122,9 @@ class HunyuanVideoTeacher(LatentVideoTeacher):
     text_parts = ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2")
     default_guidance = 1.0  # guidance-distilled: embedded guidance, no true CFG
     max_text_tokens = 256
+    fps = 24
     prompt_encoder = staticmethod(_prompt_encoder)
+    latent_encoder = staticmethod(_latent_encoder)
     latent_decoder = staticmethod(_latent_decoder)
 
     def __init__(
@@ -122,8 +136,6 @@ class HunyuanVideoTeacher(LatentVideoTeacher):
         embedded_guidance: float = 6.0,
         guidance_scale: float = 1.0,
         negative: TextCondition | None = None,
-        encode: Callable[[Sequence[str]], TextCondition] | None = None,
-        decode_latents: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         super().__init__()
         if guidance_scale != 1.0 and negative is None:
@@ -132,7 +144,6 @@ class HunyuanVideoTeacher(LatentVideoTeacher):
         self._latent_shape = tuple(latent_shape)
         self.shift, self.num_steps = shift, num_steps
         self.embedded_guidance, self.guidance_scale, self.negative = embedded_guidance, guidance_scale, negative
-        self._encode, self._decode = encode, decode_latents
 
     @classmethod
     def from_pipeline(cls, folder: Path, config: DiffusersTeacherConfig) -> HunyuanVideoTeacher:
@@ -145,9 +156,7 @@ class HunyuanVideoTeacher(LatentVideoTeacher):
             embedded_guidance=config.embedded_guidance,
             guidance_scale=parts.guidance_scale,
             negative=parts.negative,
-            encode=parts.encode,
-            decode_latents=parts.decode,
-        )
+        ).use_codec(parts.codec)
 
     def _velocity(self, x, timestep, condition: TextCondition, feature_blocks, **network_kwargs):
         guidance = torch.full_like(timestep, self.embedded_guidance * 1000.0)
@@ -169,7 +178,7 @@ class HunyuanVideoTeacher(LatentVideoTeacher):
         timestep = self.parameterization.model_timestep(sigma)
         v, features = self._velocity(x, timestep, condition, feature_blocks, **network_kwargs)
         if scale != 1.0:  # the pipeline's true CFG: a second forward with the negative prompt
-            negative = self.negative.to(x.device).expand(len(condition))
+            negative = self.negative.expand(len(condition))
             v_negative, _ = self._velocity(x, timestep, negative, (), **network_kwargs)
             v = classifier_free_guidance(v, v_negative, scale)
         x0, eps = self.parameterization.to_x0_eps(x, sigma.view(-1, 1, 1, 1, 1), v)

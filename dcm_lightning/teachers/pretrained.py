@@ -14,7 +14,7 @@ from pathlib import Path
 
 from dcm_lightning.errors import UserError
 from dcm_lightning.teachers.cogvideox import CogVideoXTeacher
-from dcm_lightning.teachers.diffusers_base import DiffusersTeacherConfig, LatentVideoTeacher
+from dcm_lightning.teachers.diffusers_base import DiffusersTeacherConfig, LatentVideoTeacher, load_pipeline_codec
 from dcm_lightning.teachers.hunyuan_video import HunyuanVideoTeacher
 from dcm_lightning.teachers.wan import WanTeacher
 
@@ -22,7 +22,20 @@ ADAPTERS: dict[str, type[LatentVideoTeacher]] = {
     adapter.pipeline_name: adapter for adapter in (HunyuanVideoTeacher, WanTeacher, CogVideoXTeacher)
 }
 
-__all__ = ["ADAPTERS", "DiffusersTeacherConfig", "load_diffusers_teacher", "pipeline_class"]
+__all__ = [
+    "ADAPTERS",
+    "DiffusersTeacherConfig",
+    "is_pipeline_folder",
+    "load_codec",
+    "load_diffusers_teacher",
+    "load_pipeline_teacher",
+    "pipeline_class",
+]
+
+
+def is_pipeline_folder(path: str | Path) -> bool:
+    """A diffusers pipeline folder (``model_index.json`` at its top)."""
+    return (Path(path) / "model_index.json").is_file()
 
 
 def pipeline_class(folder: Path) -> str:
@@ -49,4 +62,23 @@ def load_diffusers_teacher(config: DiffusersTeacherConfig | dict) -> LatentVideo
     if isinstance(config, dict):
         config = DiffusersTeacherConfig.from_dict(config)
     folder = Path(config.path)
-    return ADAPTERS[pipeline_class(folder)].from_pipeline(folder, config)
+    teacher = ADAPTERS[pipeline_class(folder)].from_pipeline(folder, config)
+    teacher.settings = config  # its folder, dtype and negative prompt, for parts loaded later
+    return teacher
+
+
+def load_pipeline_teacher(folder: str | Path, **settings) -> LatentVideoTeacher:
+    """A real teacher from its pipeline folder alone, ready to generate: text encoders and VAE loaded,
+    at the pipeline's own video size (``LatentVideoTeacher.native_video``) unless ``settings`` (any
+    ``DiffusersTeacherConfig`` field) say otherwise."""
+    folder = Path(folder)
+    adapter = ADAPTERS[pipeline_class(folder)]
+    values = {**adapter.native_video(folder), "text_encoders": True, "vae": True, **settings}
+    return adapter.from_pipeline(folder, DiffusersTeacherConfig(path=str(folder), **values))
+
+
+def load_codec(folder: str | Path, dtype: str = "bfloat16", text_encoders: bool = True, vae: bool = True):
+    """A pipeline folder's text encoders and/or VAE alone (``diffusers_base.PipelineCodec``), without
+    its transformer: preparing latents, or encoding a few prompts for a run trained from latents."""
+    folder = Path(folder)
+    return load_pipeline_codec(ADAPTERS[pipeline_class(folder)], folder, dtype, text_encoders, vae)

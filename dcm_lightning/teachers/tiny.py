@@ -33,6 +33,8 @@ class TinyTeacher(nn.Module):
     """Flow-matching adapter around TinyVideoDiT: network v → (x̂0, ε̂), with classifier-free guidance."""
 
     parameterization = FlowMatching()
+    fps = 8
+    display_upscale = 4  # 32×32 clips are written 4× enlarged, so that players show them (a tiny-tier choice)
     # Ψ: the network's top-level layers that see the timestep (or are the output head); the detail
     # expert trains fresh copies of them. Each teacher adapter names its own architecture's.
     lora_targets = LORA_TARGETS

@@ -82,6 +82,22 @@ def _prompt_encoder(pipeline, max_tokens: int) -> Callable[[Sequence[str]], Text
     return encode
 
 
+def _latent_encoder(pipeline) -> Callable[[Tensor], Tensor]:
+    """videos (b c f h w in [0, 1]) → latents: the mean of Wan's VAE posterior, normalized by the VAE's
+    per-channel latents_mean / latents_std as the pipelines normalize them."""
+    vae = pipeline.vae
+
+    @torch.no_grad()
+    def encode(videos: Tensor) -> Tensor:
+        latents = vae.encode(videos.to(vae.device, vae.dtype) * 2 - 1).latent_dist.mode()
+        shape = (1, vae.config.z_dim, 1, 1, 1)
+        mean = torch.tensor(vae.config.latents_mean).view(shape).to(latents)
+        std = torch.tensor(vae.config.latents_std).view(shape).to(latents)
+        return (latents - mean) / std
+
+    return encode
+
+
 def _latent_decoder(pipeline) -> Callable[[Tensor], Tensor]:
     """latents (b c f h w) → videos (b c f h w in [0, 1]): Wan's VAE after un-normalizing the latents."""
     vae = pipeline.vae
@@ -105,8 +121,8 @@ class WanTeacher(NegativePromptTeacher):
         without text encoders: the teacher then runs only unguided, as from a trajectory cache).
     latent_shape: ``c f h w`` of one latent video (Wan2.1 480p, 81 frames: 16, 21, 60, 104).
     shift, guidance_scale, num_steps: the teacher's sampler (Wan2.1 T2V: 3.0, 5.0, 50).
-    encode: prompts → TextCondition (the pipeline's UMT5); None when only cached embeddings are used.
-    decode_latents: latents → videos in [0, 1] (the pipeline's VAE); None likewise.
+    Built by ``from_pipeline``, it encodes prompts with the pipeline's UMT5 and decodes with its VAE
+    when the config loads them (``text_encoders``, ``vae``).
     """
 
     parameterization = FlowMatching()
@@ -117,7 +133,9 @@ class WanTeacher(NegativePromptTeacher):
     text_parts = ("text_encoder", "tokenizer")
     default_guidance = 5.0
     max_text_tokens = 512
+    fps = 16
     prompt_encoder = staticmethod(_prompt_encoder)
+    latent_encoder = staticmethod(_latent_encoder)
     latent_decoder = staticmethod(_latent_decoder)
 
     def __init__(
@@ -128,15 +146,12 @@ class WanTeacher(NegativePromptTeacher):
         shift: float = 3.0,
         guidance_scale: float = 5.0,
         num_steps: int = 50,
-        encode: Callable[[Sequence[str]], TextCondition] | None = None,
-        decode_latents: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         super().__init__()
         self.network = network
         self.negative = negative
         self._latent_shape = tuple(latent_shape)
         self.shift, self.guidance_scale, self.num_steps = shift, guidance_scale, num_steps
-        self._encode, self._decode = encode, decode_latents
 
     @classmethod
     def from_pipeline(cls, folder: Path, config: DiffusersTeacherConfig) -> WanTeacher:
@@ -148,6 +163,4 @@ class WanTeacher(NegativePromptTeacher):
             shift=parts.scheduler.get("flow_shift", 1.0) if config.shift is None else config.shift,
             guidance_scale=parts.guidance_scale,
             num_steps=config.num_steps,
-            encode=parts.encode,
-            decode_latents=parts.decode,
-        )
+        ).use_codec(parts.codec)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 
+import torch
+
 from dcm_lightning.errors import UserError
+from dcm_lightning.tools.options import device_of
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -13,8 +17,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m dcm_lightning cache",
         description="Generate the teacher trajectories a distillation config trains on, into the config's "
         "data.cache_dir (safetensors shards + manifest.json). An interrupted build resumes where it stopped; "
-        "a complete, matching cache is reused; `fit` builds it the same way when it is missing. Further "
-        "options override the config as in `fit`, e.g. --data.init_args.num_trajectories 512.",
+        "a complete, matching cache is reused; `fit` builds it the same way when it is missing. Under torchrun "
+        "(`torchrun --nproc-per-node 8 -m dcm_lightning cache --config …`) every rank builds its share of the "
+        "shards on its own GPU, as `fit` does. Further options override the config as in `fit`, e.g. "
+        "--data.init_args.num_trajectories 512; the teacher's precision is the config's "
+        "(model.init_args.teacher.dtype), since `fit` checks the cache against that teacher.",
     )
     parser.add_argument(
         "--config",
@@ -31,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="K",
         help="discard shard K (e.g. one reported corrupt) and regenerate only it; repeat for several",
     )
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="where the teacher runs: cpu, cuda, cuda:N (default: cuda when available, else cpu; under "
+        "torchrun each rank takes cuda:LOCAL_RANK)",
+    )
     return parser
 
 
@@ -39,6 +52,10 @@ def main(argv: Sequence[str]) -> None:
     from dcm_lightning.lightning_cli import DCMLightningCLI
 
     args, overrides = build_parser().parse_known_args(argv)
+    rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    device = device_of(args)
+    if world_size > 1 and device.type == "cuda" and args.device is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     cli = DCMLightningCLI([*(arg for path in args.config for arg in ("--config", path)), *overrides], run=False)
     datamodule, model = cli.datamodule, cli.model
     if not isinstance(datamodule, TrajectoryDataModule) or datamodule.source != "cache":
@@ -49,7 +66,23 @@ def main(argv: Sequence[str]) -> None:
     for shard in args.rebuild_shard:
         if not 0 <= shard < cache.spec.num_shards:
             raise UserError(f"--rebuild-shard {shard} is outside 0..{cache.spec.num_shards - 1}.")
-        cache.invalidate_shard(shard)
-    cache = datamodule.prepare_cache(model)
+        if rank == 0:
+            cache.invalidate_shard(shard)
+    model.teacher.to(device)
+    barrier = lambda: None  # noqa: E731
+    if world_size > 1:
+        import torch.distributed as dist
+
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        barrier = dist.barrier
+        barrier()  # every rank sees the invalidated shards before building
+    try:
+        cache = datamodule.prepare_cache(model, rank, world_size, barrier)
+    finally:
+        if world_size > 1:
+            dist.destroy_process_group()
     spec = cache.spec
-    print(f"trajectory cache ready: {cache.folder} ({spec.num_samples} trajectories, {spec.num_shards} shards)")
+    if rank == 0:
+        print(f"trajectory cache ready: {cache.folder} ({spec.num_samples} trajectories, {spec.num_shards} shards)")

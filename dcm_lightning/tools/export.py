@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from dcm_lightning.checkpoints import MODULE_KEY, read_lightning_checkpoint
+from dcm_lightning.checkpoints import MODULE_KEY, read_checkpoint_metadata, read_module_state
 from dcm_lightning.generation import STUDENT_MODULES, student_module_from_checkpoint
 from dcm_lightning.students import export_student
 from dcm_lightning.teachers.tiny import TinyTeacher
@@ -36,12 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> None:
     args = build_parser().parse_args(argv)
-    checkpoint = read_lightning_checkpoint(args.checkpoint)
+    # Metadata first (no weights), then only the module's weights: never the optimizer states.
+    checkpoint = read_checkpoint_metadata(args.checkpoint)
     student = checkpoint.get(MODULE_KEY) in STUDENT_MODULES
     if student:
         module, _ = student_module_from_checkpoint(args.checkpoint)
     else:
-        teacher = TinyTeacher.from_checkpoint(args.checkpoint, checkpoint)
+        weights = read_module_state(args.checkpoint)
+        teacher = TinyTeacher.from_checkpoint(args.checkpoint, {**checkpoint, "state_dict": weights})
     dtype = args.dtype or ("float32" if student else "float16")
     provenance = {
         "source_checkpoint": Path(args.checkpoint).name,

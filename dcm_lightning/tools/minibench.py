@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dcm_lightning.errors import UserError
 from dcm_lightning.evaluation import EvaluatedModel, run_minibench
 from dcm_lightning.moving_shapes import all_attributes
+from dcm_lightning.tools.options import device_of
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=32, help="videos sampled together (default 32)")
     parser.add_argument("--latency-repeats", type=int, default=3, help="timed single-video samples (default 3)")
     parser.add_argument("--out", required=True, help="folder for results.json and results.md")
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="where the models run: cpu, cuda, cuda:N (default: cuda when available, else cpu); MiniBench scores "
+        "the tiny tier, whose models run in float32",
+    )
     return parser
 
 
@@ -64,4 +71,5 @@ def main(argv: Sequence[str]) -> None:
         suite_seed=args.suite_seed,
         batch_size=args.batch_size,
         latency_repeats=args.latency_repeats,
+        device=device_of(args),
     )

@@ -21,8 +21,7 @@ from dcm_lightning.evaluation.vbench_prompts import (
 from dcm_lightning.generation import load_sampler
 from dcm_lightning.media import write_mp4
 from dcm_lightning.randomness import clip_seed
-
-UPSCALE = 4  # the tiny tier's 32×32 frames are written at 128×128
+from dcm_lightning.tools.options import add_device_options, add_video_options, device_of, video_of
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prompts-per-dimension", type=int, default=2, help="prompts per dimension (default 2)")
     parser.add_argument("--videos-per-prompt", type=int, default=5, help="videos per prompt (VBench: 5)")
     parser.add_argument("--seed", type=int, default=0, help="base seed of the initial noise (default 0)")
-    parser.add_argument("--fps", type=int, default=8, help="frames per second of the mp4 files (default 8)")
+    parser.add_argument(
+        "--fps", type=int, default=None, help="frame rate of the mp4 files (default: the model's, e.g. Wan 16, tiny 8)"
+    )
     parser.add_argument(
         "--augmented-prompts",
         default=None,
@@ -48,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--full-info", default=None, help="a VBench_full_info.json (default: the vbench package's)")
     parser.add_argument("--out", required=True, help="folder for the videos and manifest.json")
+    add_video_options(parser)
+    add_device_options(parser)
     return parser
 
 
@@ -61,8 +64,11 @@ def main(argv: Sequence[str]) -> None:
     missing = [p.prompt for p in prompts if augmented and p.prompt not in augmented]
     if missing:
         raise UserError(f"{args.augmented_prompts} has no augmented prompt for {missing[0]!r}.")
-    sampler = load_sampler(args.checkpoint, args.steps, args.guidance_scale)
+    sampler = load_sampler(
+        args.checkpoint, args.steps, args.guidance_scale, device_of(args), args.dtype, video_of(args)
+    )
     model = sampler.model
+    fps, upscale = args.fps or model.fps, model.display_upscale  # the tiny tier's 32×32 clips: ×4
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -75,7 +81,7 @@ def main(argv: Sequence[str]) -> None:
         if todo:
             videos = sampler.videos([text] * len(todo), [seeds[i] for i in todo], open_vocabulary=True)
             for i, video in zip(todo, videos, strict=True):
-                write_mp4(out / names[i], video, fps=args.fps, upscale=UPSCALE)
+                write_mp4(out / names[i], video, fps=fps, upscale=upscale)
         records.append(
             {
                 "prompt": entry.prompt,
@@ -92,9 +98,9 @@ def main(argv: Sequence[str]) -> None:
         "videos_per_prompt": args.videos_per_prompt,
         "naming": "{prompt}-{index}.mp4",
         "seeds": {"base_seed": args.seed, "rule": "clip_seed(base_seed, prompt_number * videos_per_prompt + index)"},
-        "fps": args.fps,
+        "fps": fps,
         "frames": frames,
-        "resolution": {"height": height * UPSCALE, "width": width * UPSCALE, "generated": [height, width]},
+        "resolution": {"height": height * upscale, "width": width * upscale, "generated": [height, width]},
         "steps": sampler.steps,
         "guidance_scale": sampler.guidance_scale,
         "prompt_augmentation": bool(augmented),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -203,3 +204,41 @@ def test_a_flipped_byte_names_the_shard_and_rebuilding_it_touches_no_other(rando
 
 def _sample_of(cache, item: int) -> int:
     return EpochOrder(cache.spec.num_samples, cache.spec.samples_per_shard, 0).sample(item)
+
+
+def test_the_cache_command_under_torchrun_builds_each_ranks_share_of_the_shards(random_teacher_folder, tmp_path):
+    config = cache_config(tmp_path, random_teacher_folder, 4)  # 4 shards of 1 trajectory
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with socket.socket() as probe:  # a free port for the rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", port]
+    result = subprocess.run(
+        [*command, "-m", "dcm_lightning", "cache", "--config", str(config), "--device", "cpu"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    output = result.stdout + result.stderr
+    # each rank generated 2 of the 4 shards (rank r takes shards r, r + 2), rank 0 wrote the manifest
+    for rank in (0, 1):
+        assert f"trajectory cache (rank {rank}): 100%" in output and "| 2/2 [" in output, output[-2000:]
+    assert "2 of 4 shards on this rank" in output
+    manifest = json.loads((tmp_path / "cache" / "manifest.json").read_text())
+    seeds = [int(s) for name in sorted(manifest["shards"]) for s in load_file(tmp_path / "cache" / name)["seeds"]]
+    assert seeds == [case.seed for case in training_suite(4, 7)]
+
+
+def test_inside_fit_the_teacher_reaches_the_accelerator_before_the_cache_is_built(student, tmp_path, monkeypatch):
+    """On CPU the ``meta`` device stands in for the accelerator Lightning would move the module to."""
+    data = datamodule(tmp_path)
+    seen = []
+    monkeypatch.setattr(
+        TrajectoryDataModule, "prepare_cache", lambda self, consumer, *a: seen.append(consumer.teacher.device)
+    )
+    strategy = SimpleNamespace(root_device=torch.device("meta"), global_rank=0, world_size=1, barrier=lambda: None)
+    data.trainer = SimpleNamespace(lightning_module=student, strategy=strategy)
+    data.setup("fit")
+    assert seen == [torch.device("meta")]
