@@ -155,7 +155,7 @@ def test_export_reads_the_module_weights_and_nothing_else(sharded, reads, tmp_pa
     each stored item once, no optimizer state. A DetE checkpoint's own weights replace its semantic
     expert's, so the SemE folder it names is never read."""
     main(["export", "--checkpoint", str(sharded[stage]), "--out", str(tmp_path / "student")])
-    assert (tmp_path / "student" / "model.safetensors").is_file()
+    assert (tmp_path / "student" / "transformer" / "config.json").is_file()
     measured = summary(reads)
     module_items = [item for item in stored_items(sharded[stage]) if item["entry"].startswith("state_dict.")]
     print(f"\nexport of the {stage} folder: {measured}, of {summary(stored_items(sharded[stage]))} stored")

@@ -41,6 +41,8 @@ class DiffusersTeacherConfig:
         dtype: the teacher's weight dtype.
         text_encoders: load the text encoders (building a cache from prompts, CFG's negative prompt).
         vae: load the VAE (decoding samples).
+        transformer: a folder holding the transformer to load instead of the pipeline's own
+            ``transformer/`` (an exported student's semantic expert); None: the pipeline's.
     """
 
     path: str
@@ -55,6 +57,7 @@ class DiffusersTeacherConfig:
     dtype: str = "bfloat16"
     text_encoders: bool = False
     vae: bool = False
+    transformer: str | None = None
 
     @classmethod
     def from_dict(cls, values: dict) -> DiffusersTeacherConfig:
@@ -142,7 +145,10 @@ def load_pipeline_parts(
 
     codec = load_pipeline_codec(adapter, folder, config.dtype, config.text_encoders, config.vae)
     transformer_class = getattr(diffusers, adapter.transformer_class)
-    transformer = transformer_class.from_pretrained(folder, subfolder="transformer", dtype=torch_dtype(config.dtype))
+    source = {"pretrained_model_name_or_path": folder, "subfolder": "transformer"}
+    if config.transformer is not None:
+        source = {"pretrained_model_name_or_path": Path(config.transformer)}
+    transformer = transformer_class.from_pretrained(**source, dtype=torch_dtype(config.dtype))
     transformer.requires_grad_(False).eval()
     return PipelineParts(
         transformer,
@@ -152,6 +158,19 @@ def load_pipeline_parts(
         codec,
         codec.encode([config.negative_prompt]) if codec.encode is not None else None,
     )
+
+
+def scaled_latent_encoder(pipeline) -> Callable[[Tensor], Tensor]:
+    """videos (b c f h w in [0, 1]) → latents (b c f h w): the mean of the VAE posterior × the VAE's
+    scaling factor, as HunyuanVideo's and CogVideoX's pipelines scale latents (Wan normalizes instead)."""
+    vae = pipeline.vae
+
+    @torch.no_grad()
+    def encode(videos: Tensor) -> Tensor:
+        latents = vae.encode(videos.to(vae.device, vae.dtype) * 2 - 1).latent_dist.mode()
+        return latents * vae.config.scaling_factor
+
+    return encode
 
 
 def latent_video_shape(channels: int, num_frames: int, height: int, width: int) -> tuple[int, int, int, int]:

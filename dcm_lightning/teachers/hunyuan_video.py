@@ -26,6 +26,7 @@ from dcm_lightning.teachers.diffusers_base import (
     DiffusersTeacherConfig,
     LatentVideoTeacher,
     load_pipeline_parts,
+    scaled_latent_encoder,
 )
 from dcm_lightning.teachers.features import block_outputs
 
@@ -77,18 +78,6 @@ def _prompt_encoder(pipeline, max_tokens: int) -> Callable[[Sequence[str]], Text
     return encode
 
 
-def _latent_encoder(pipeline) -> Callable[[Tensor], Tensor]:
-    """videos (b c f h w in [0, 1]) → latents: the mean of the VAE posterior × its scaling factor."""
-    vae = pipeline.vae
-
-    @torch.no_grad()
-    def encode(videos: Tensor) -> Tensor:
-        latents = vae.encode(videos.to(vae.device, vae.dtype) * 2 - 1).latent_dist.mode()
-        return latents * vae.config.scaling_factor
-
-    return encode
-
-
 def _latent_decoder(pipeline) -> Callable[[Tensor], Tensor]:
     """latents (b c f h w) → videos (b c f h w in [0, 1]) as HunyuanVideoPipeline decodes them."""
     vae = pipeline.vae
@@ -124,7 +113,7 @@ class HunyuanVideoTeacher(LatentVideoTeacher):
     max_text_tokens = 256
     fps = 24
     prompt_encoder = staticmethod(_prompt_encoder)
-    latent_encoder = staticmethod(_latent_encoder)
+    latent_encoder = staticmethod(scaled_latent_encoder)
     latent_decoder = staticmethod(_latent_decoder)
 
     def __init__(
