@@ -38,6 +38,7 @@ from dcm_lightning.teachers.tiny import TinyTeacher
 
 STUDENT_KIND = "tiny_student"
 DIFFUSERS_STUDENT_KIND = "diffusers_student"
+PIPELINE_SHIM = "pipeline.py"  # how diffusers finds an export's pipeline class outside diffusers
 EXPORT_STEPS = (4, 8)  # the step counts a real teacher's export replays, with the student's default
 
 
@@ -121,6 +122,15 @@ def _write_pipeline_folder(
     pipeline_class = STUDENT_PIPELINES[type(teacher).pipeline_name]
     transformer = (network.semantic_network() if dual else network).transformer
     index = {"_class_name": pipeline_class.__name__, "_diffusers_version": diffusers.__version__}
+    _remove(folder / PIPELINE_SHIM)
+    if not pipeline_class.__module__.startswith("diffusers."):
+        # diffusers resolves a _class_name outside diffusers through a module file in the folder
+        # (loaded with trust_remote_code=True); this one only imports the class from this package.
+        module = PIPELINE_SHIM.removesuffix(".py")
+        (folder / PIPELINE_SHIM).write_text(
+            f"from {pipeline_class.__module__} import {pipeline_class.__name__}  # noqa: F401  (dcm_lightning)\n"
+        )
+        index["_class_name"] = [module, pipeline_class.__name__]
     index |= _teacher_parts(teacher_folder, folder, (*type(teacher).text_parts, "vae"), link)
     index["transformer"] = _save_part(transformer.to(dtype), folder / "transformer")
     index["transformer_2"] = [None, None]

@@ -13,11 +13,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import dcm_lightning.pipelines
+import dcm_lightning.pipelines  # noqa: F401  (the exported schedulers: diffusers finds them once imported)
 from dcm_lightning.cli import main
 from dcm_lightning.conditioning import TextCondition
 from dcm_lightning.generation import load_sampler
-from tests.modules.test_real_teachers import KAPPA, real_config
+from tests.modules.test_real_teachers import distill
 from tests.tiny_diffusers import (
     FAMILIES,
     LATENT,
@@ -25,9 +25,6 @@ from tests.tiny_diffusers import (
     TEXT_DIM,
     TEXT_TOKENS,
     VIDEO,
-    teacher_settings,
-    write_latents,
-    write_pipeline_folder,
 )
 
 TEXT_PARTS = {
@@ -35,13 +32,13 @@ TEXT_PARTS = {
     "wan": ("text_encoder", "tokenizer", "vae"),
     "cogvideox": ("text_encoder", "tokenizer", "vae"),
 }
-# What loads each family's export: diffusers' own WanPipeline through DiffusionPipeline (the scheduler's
-# module imported above); the pipelines of dcm_lightning.pipelines through their own from_pretrained.
-LOADERS = {
-    "hunyuan_video": dcm_lightning.pipelines.DCMHunyuanVideoPipeline,
-    "wan": diffusers.DiffusionPipeline,
-    "cogvideox": dcm_lightning.pipelines.DCMCogVideoXPipeline,
-}
+
+
+def load_pipeline(export: Path, **kwargs):
+    """What a diffusers user calls: DiffusionPipeline.from_pretrained. A Wan student is diffusers' own
+    WanPipeline (its scheduler's module is imported above); a HunyuanVideo or CogVideoX student names
+    its dcm_lightning.pipelines class through the folder's pipeline.py (trust_remote_code)."""
+    return diffusers.DiffusionPipeline.from_pretrained(export, trust_remote_code=True, **kwargs)
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
@@ -51,22 +48,7 @@ def exported(request, tmp_path_factory) -> dict:
     parts linked)."""
     family = request.param
     root = tmp_path_factory.mktemp(f"export_{family}")
-    folder = write_pipeline_folder(family, root / "pipeline", full=True)
-    write_latents(family, root / "latents")
-    teacher = teacher_settings(folder, guidance_scale=1.0)
-    main(["fit", "--config", str(real_config(root, "seme", family, 1, teacher=teacher, boundary_index=KAPPA))])
-    semantic = root / "seme" / "checkpoints" / "epoch=0-step=1.ckpt"
-    dete = real_config(
-        root,
-        "dete",
-        family,
-        2,
-        semantic_checkpoint=str(semantic),
-        detail={"lora_rank": 4},
-        discriminator={"hidden_dim": 32},
-    )
-    main(["fit", "--config", str(dete)])
-    detail = root / "dete" / "checkpoints" / "epoch=0-step=2.ckpt"
+    folder, semantic, detail = distill(root, family, full=True)
     main(["export", "--checkpoint", str(detail), "--out", str(root / "dcm"), "--dtype", "float32"])
     main(["export", "--checkpoint", str(detail), "--out", str(root / "dcm_bf16"), "--steps", "4"])
     main(
@@ -126,7 +108,7 @@ def pipeline_latents(pipe, export: Path, family: str, noise: torch.Tensor, condi
 
 @pytest.fixture(scope="module")
 def dcm_pipeline(exported):
-    return LOADERS[exported["family"]].from_pretrained(exported["dcm"], dtype=torch.float32)
+    return load_pipeline(exported["dcm"], dtype=torch.float32)
 
 
 def test_the_export_is_a_pipeline_folder_with_the_teachers_parts_and_plain_numbers(exported, dcm_pipeline):
@@ -134,7 +116,13 @@ def test_the_export_is_a_pipeline_folder_with_the_teachers_parts_and_plain_numbe
     index = json.loads((export / "model_index.json").read_text())
     config = json.loads((export / "config.json").read_text())
     pipeline = config["pipeline"]
-    assert index["_class_name"] == pipeline["class_name"] == type(dcm_pipeline).__name__
+    assert pipeline["class_name"] == type(dcm_pipeline).__name__
+    if family == "wan":  # diffusers' own class
+        assert index["_class_name"] == "WanPipeline" and not (export / "pipeline.py").exists()
+    else:  # the folder's pipeline.py imports it from dcm_lightning.pipelines, and nothing else
+        assert index["_class_name"] == ["pipeline", pipeline["class_name"]]
+        assert type(dcm_pipeline).__module__.startswith("dcm_lightning.pipelines.")
+        assert (export / "pipeline.py").read_text().startswith("from dcm_lightning.pipelines.")
     assert {"transformer", "transformer_2", "scheduler", *TEXT_PARTS[family]} <= set(index)
     for part in TEXT_PARTS[family]:  # copied: the folder stands without the teacher's
         assert (export / part).is_dir() and not (export / part).is_symlink()
@@ -168,7 +156,7 @@ def test_a_bfloat16_export_loads_and_samples(exported):
     family, export = exported["family"], exported["dcm_bf16"]
     weights = load_file(export / "transformer_2" / "diffusion_pytorch_model.safetensors")
     assert {tensor.dtype for tensor in weights.values()} == {torch.bfloat16}
-    pipe = LOADERS[family].from_pretrained(export, dtype=torch.bfloat16)
+    pipe = load_pipeline(export, dtype=torch.bfloat16)
     noise, condition = inputs(family)
     latents = pipeline_latents(pipe, export, family, noise, condition, 4)
     assert latents.shape == noise.shape and bool(latents.isfinite().all())
@@ -183,7 +171,7 @@ def test_a_semantic_expert_alone_exports_a_single_transformer_pipeline(exported)
     assert not (export / "transformer_2").exists()
     for part in TEXT_PARTS[family]:  # --link-teacher-parts
         assert (export / part).resolve() == (exported["teacher"] / part).resolve() and (export / part).is_symlink()
-    pipe = LOADERS[family].from_pretrained(export, dtype=torch.float32)
+    pipe = load_pipeline(export, dtype=torch.float32)
     assert pipe.transformer_2 is None
     noise, condition = inputs(family)
     ours = load_sampler(export, 4).latents(noise, condition)

@@ -6,14 +6,15 @@ An export is a diffusers pipeline folder. Wan2.1 students use diffusers' own two
 ``transformer_2`` / ``boundary_ratio`` to diffusers' pipelines. Every export's scheduler is one of
 ``schedulers``, replaying the student's own σ lists.
 
-diffusers resolves ``model_index.json``'s ``_class_name`` inside diffusers only, and components from a
-module outside diffusers only once that module is imported, so load with this package imported::
+diffusers resolves a ``model_index.json`` ``_class_name`` outside diffusers through a module file in
+the folder, and components from a module outside diffusers only once that module is imported. So a
+HunyuanVideo or CogVideoX export carries a one-line ``pipeline.py`` that imports its class from here
+(``_class_name: ["pipeline", "DCMHunyuanVideoPipeline"]``), and loads as a Hub pipeline with custom
+code does::
 
-    from dcm_lightning.pipelines import DCMHunyuanVideoPipeline
-    pipe = DCMHunyuanVideoPipeline.from_pretrained(folder)  # DCMCogVideoXPipeline alike
-
-    import dcm_lightning.pipelines  # the scheduler's module
-    pipe = diffusers.DiffusionPipeline.from_pretrained(folder)  # a Wan student (a WanPipeline)
+    import dcm_lightning.pipelines  # the exported schedulers
+    pipe = diffusers.DiffusionPipeline.from_pretrained(folder)  # a Wan student: diffusers' WanPipeline
+    pipe = diffusers.DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)  # HunyuanVideo, CogVideoX
 """
 
 from __future__ import annotations

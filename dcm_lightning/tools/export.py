@@ -26,8 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
         "adapters merged) with the switch at boundary_ratio, a scheduler/ replaying the student's σ lists for "
         "--steps, the teacher's text encoders, tokenizers and VAE; and for a LoRA detail expert also "
         "detail_lora/pytorch_lora_weights.safetensors (diffusers' LoRA format, rank and alpha in its metadata) "
-        "+ detail_psi.safetensors (Ψ). `sample --checkpoint OUT` loads any of them; README 'Use your student' "
-        "shows plain diffusers.",
+        "+ detail_psi.safetensors (Ψ). HunyuanVideo and CogVideoX students name their pipeline class (in "
+        "dcm_lightning.pipelines) through a one-line pipeline.py: load them with trust_remote_code=True. "
+        "`sample --checkpoint OUT` loads any of them; README 'Use your student' shows plain diffusers.",
     )
     parser.add_argument("--checkpoint", required=True, help="a .ckpt written by `fit`")
     parser.add_argument("--out", required=True, help="output folder (created; files in it are replaced)")

@@ -51,27 +51,25 @@ def real_config(tmp_path: Path, stage: str, family: str, max_steps: int, **model
     return path
 
 
+def distill(root: Path, family: str, full: bool = False) -> tuple[Path, Path, Path]:
+    """A tiny real-teacher DCM student through the shipped configs: SemE 1 step, then DetE 1 batch (a G
+    and a D step). Unguided teacher (the tiny folders' negative prompt is not needed). ``full``: a
+    complete pipeline folder (text encoders, VAE). Returns the pipeline folder and both checkpoints."""
+    folder = write_pipeline_folder(family, root / "pipeline", full=full)
+    write_latents(family, root / "latents")
+    teacher = teacher_settings(folder, guidance_scale=1.0)
+    main(["fit", "--config", str(real_config(root, "seme", family, 1, teacher=teacher, boundary_index=KAPPA))])
+    semantic = root / "seme" / "checkpoints" / "epoch=0-step=1.ckpt"
+    detail = {"semantic_checkpoint": str(semantic), "detail": {"lora_rank": 4}, "discriminator": {"hidden_dim": 32}}
+    main(["fit", "--config", str(real_config(root, "dete", family, 2, **detail))])
+    return folder, semantic, root / "dete" / "checkpoints" / "epoch=0-step=2.ckpt"
+
+
 @pytest.fixture(scope="module", params=FAMILIES)
 def distilled(request, tmp_path_factory):
     family = request.param
-    tmp_path = tmp_path_factory.mktemp(family)
-    folder = write_pipeline_folder(family, tmp_path / "pipeline")
-    write_latents(family, tmp_path / "latents")
-    # Unguided teachers here: the tiny folders have no text encoders for a negative prompt.
-    teacher = teacher_settings(folder, guidance_scale=1.0)
-    main(["fit", "--config", str(real_config(tmp_path, "seme", family, 1, teacher=teacher, boundary_index=KAPPA))])
-    semantic = tmp_path / "seme" / "checkpoints" / "epoch=0-step=1.ckpt"
-    dete = real_config(
-        tmp_path,
-        "dete",
-        family,
-        2,
-        semantic_checkpoint=str(semantic),
-        detail={"lora_rank": 4},
-        discriminator={"hidden_dim": 32},
-    )
-    main(["fit", "--config", str(dete)])  # one batch: a G and a D step
-    return family, semantic, tmp_path / "dete" / "checkpoints" / "epoch=0-step=2.ckpt"
+    _, semantic, detail = distill(tmp_path_factory.mktemp(family), family)
+    return family, semantic, detail
 
 
 def test_one_seme_step_moves_the_full_student_and_one_dete_step_only_adapters_and_psi(distilled):
