@@ -17,9 +17,13 @@ def clip_seed(base_seed: int, index: int) -> int:
     return z & 0x7FFFFFFFFFFFFFFF
 
 
-def step_generator(seed: int, step: int, device: torch.device | str = "cpu") -> torch.Generator:
-    """A generator owned by one optimizer step of one run."""
-    return torch.Generator(device=device).manual_seed(clip_seed(seed, step))
+def step_generator(seed: int, step: int, rank: int = 0, device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator owned by one optimizer step of one run on one data-parallel rank: ranks hold different
+    samples, so each draws its own noise (the same on every rank would give a whole global batch one
+    σ and one ε). Rank 0 draws what a one-process run draws, so single-process results do not depend
+    on this."""
+    step_seed = clip_seed(seed, step)
+    return torch.Generator(device=device).manual_seed(step_seed if rank == 0 else clip_seed(step_seed, rank))
 
 
 def run_seed() -> int:

@@ -143,7 +143,7 @@ class DetEModule(ConsistencyDistillationModule):
     def adversarial_inputs(self, step: ConsistencyStep, batch: dict) -> tuple[Tensor, Tensor, Tensor]:
         """Fake and real re-noised with the same ε to a σ_adv drawn from the detail range, at or
         above each sample's phase end: (fake with gradient, real without, σ_adv)."""
-        generator = step_generator(self._seed, self.global_step)
+        generator = step_generator(self._seed, self.global_step, self.global_rank)
         detail_range = self.segment.sample_indices()  # grid points 0..κ
         draw = torch.tensor(detail_range)[
             torch.randint(len(detail_range), (step.student_end.shape[0],), generator=generator)

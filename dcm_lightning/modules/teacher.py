@@ -103,7 +103,7 @@ class TeacherModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         x0 = batch["video"]  # b c f h w in [−1, 1]
-        generator = step_generator(self._seed, self.global_step)
+        generator = step_generator(self._seed, self.global_step, self.global_rank)
         keep = torch.rand(len(batch["prompt"]), generator=generator) >= self.hparams.prompt_dropout
         prompts = [p if k else "" for p, k in zip(batch["prompt"], keep.tolist(), strict=True)]
         condition = self.text_encoder.encode(prompts).to(self.device)

@@ -13,6 +13,7 @@ from dcm_lightning.errors import UserError
 from dcm_lightning.evaluation import EvaluatedModel
 from dcm_lightning.modules import DetEModule
 from dcm_lightning.modules.dete_settings import AdversarialSpec, DetailExpertSpec
+from dcm_lightning.randomness import step_generator
 from tests.conftest import dete_config
 from tests.modules.test_consistency_modules import logged
 
@@ -136,6 +137,28 @@ def test_the_teachers_own_trajectory_end_can_be_the_discriminators_real(chained)
     eps = (fake - (1 - s) * step.student_end) / s  # the detail phase ends at σ = 0: plain forward noising
     torch.testing.assert_close(real, (1 - s) * batch["x_clean"] + s * eps, rtol=1e-4, atol=1e-4)
     _manual_optimization_harness(module)(batch)
+
+
+def test_each_rank_draws_its_own_adversarial_noise_and_rank_zero_the_one_process_draw(chained, monkeypatch):
+    """σ_adv and the re-noise ε are drawn per data-parallel rank (the official code seeds per rank);
+    rank 0's draw is the single-process one, so the tiny tier's runs are unchanged."""
+    root, semantic = chained
+    module = DetEModule(semantic_checkpoint=str(semantic), detail=LORA_4)
+    data = TrajectoryDataModule(cache_dir=str(root / "cache"), num_trajectories=8, samples_per_shard=4)
+    pairs = CachedPairs(data.prepare_cache(module), module.training_indices(), seed=0)
+    batch = {k: torch.stack([torch.as_tensor(pairs[i][k]) for i in range(2)]) for k in pairs[0]}
+    step = module.consistency_step(batch)
+    draws = {}
+    for rank in (0, 1, 0):
+        monkeypatch.setattr(DetEModule, "global_rank", property(lambda self, rank=rank: rank))
+        fake, _, sigma_adv = module.adversarial_inputs(step, batch)
+        assert rank not in draws or torch.equal(draws[rank][0], fake)  # a rank's draw is reproducible
+        draws[rank] = (fake, sigma_adv)
+    assert not torch.equal(draws[0][0], draws[1][0])  # other ε (and, here, other σ_adv) on rank 1
+    generator = step_generator(module._seed, module.global_step)  # the one-process stream: (seed, step)
+    detail_range = torch.tensor(module.segment.sample_indices())
+    drawn = detail_range[torch.randint(len(detail_range), (2,), generator=generator)]
+    torch.testing.assert_close(draws[0][1], torch.maximum(module.sigma(drawn), step.sigma_end))
 
 
 def _manual_optimization_harness(module):
