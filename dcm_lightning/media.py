@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -12,6 +13,12 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
+
+
+def prompt_slug(prompt: str, separator: str = "_", length: int = 80) -> str:
+    """A file name of a prompt: its lower-case words joined by ``separator``, at most ``length`` long."""
+    words = re.sub(r"[^a-z0-9]+", separator, prompt.lower()).strip(separator)
+    return words[:length].rstrip(separator) or "prompt"
 
 
 def frame_grid(videos: Tensor, upscale: int = 1) -> Tensor:

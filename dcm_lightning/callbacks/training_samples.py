@@ -11,7 +11,6 @@ else the folder's VAE). The tiny tier's teacher has both and serves as it is.
 from __future__ import annotations
 
 import gc
-import re
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -25,7 +24,7 @@ from torch import Tensor
 
 from dcm_lightning.conditioning import TextCondition
 from dcm_lightning.errors import UserError
-from dcm_lightning.media import frame_grid, preview, write_mp4
+from dcm_lightning.media import frame_grid, preview, prompt_slug, write_mp4
 from dcm_lightning.sampling import Sampler, seeded_noise, student_sampler, teacher_sampler
 from dcm_lightning.teachers.diffusers_base import DiffusersTeacherConfig, LatentVideoTeacher, PipelineCodec
 from dcm_lightning.teachers.pretrained import load_codec
@@ -189,7 +188,7 @@ class TrainingSamples(L.Callback):
         for offset, sample in enumerate(latents):
             index = first + offset
             video = self._decode(sample.unsqueeze(0)).float().cpu()  # 1 c f h w in [0, 1]
-            name = f"{_slug(self.prompts[index])}-{self.seed + index}.mp4"
+            name = f"{prompt_slug(self.prompts[index], '-', 48)}-{self.seed + index}.mp4"
             write_mp4(out / name, video[0], fps=model.fps, upscale=model.display_upscale)
             previews.append(preview(video, self.grid_frames, self.grid_height))
         return previews
@@ -315,8 +314,3 @@ def _forked_rng(device: torch.device):
     """The training's random state, untouched by what runs inside (model loading may draw from it)."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         yield
-
-
-def _slug(prompt: str, length: int = 48) -> str:
-    """A file name of a prompt: lower-case words joined by dashes."""
-    return re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:length].rstrip("-") or "prompt"

@@ -82,6 +82,13 @@ def _prompt_encoder(pipeline, max_tokens: int) -> Callable[[Sequence[str]], Text
     return encode
 
 
+def _latent_statistics(vae, like: Tensor) -> tuple[Tensor, Tensor]:
+    """Wan's VAE's per-channel latent mean and std (1 c 1 1 1), as ``like``'s dtype and device."""
+    shape = (1, vae.config.z_dim, 1, 1, 1)
+    config = vae.config
+    return torch.tensor(config.latents_mean).view(shape).to(like), torch.tensor(config.latents_std).view(shape).to(like)
+
+
 def _latent_encoder(pipeline) -> Callable[[Tensor], Tensor]:
     """videos (b c f h w in [0, 1]) → latents: the mean of Wan's VAE posterior, normalized by the VAE's
     per-channel latents_mean / latents_std as the pipelines normalize them."""
@@ -90,9 +97,7 @@ def _latent_encoder(pipeline) -> Callable[[Tensor], Tensor]:
     @torch.no_grad()
     def encode(videos: Tensor) -> Tensor:
         latents = vae.encode(videos.to(vae.device, vae.dtype) * 2 - 1).latent_dist.mode()
-        shape = (1, vae.config.z_dim, 1, 1, 1)
-        mean = torch.tensor(vae.config.latents_mean).view(shape).to(latents)
-        std = torch.tensor(vae.config.latents_std).view(shape).to(latents)
+        mean, std = _latent_statistics(vae, latents)
         return (latents - mean) / std
 
     return encode
@@ -105,9 +110,7 @@ def _latent_decoder(pipeline) -> Callable[[Tensor], Tensor]:
     @torch.no_grad()
     def decode(latents: Tensor) -> Tensor:
         latents = latents.to(vae.device, vae.dtype)
-        shape = (1, vae.config.z_dim, 1, 1, 1)
-        mean = torch.tensor(vae.config.latents_mean).view(shape).to(latents)
-        std = torch.tensor(vae.config.latents_std).view(shape).to(latents)
+        mean, std = _latent_statistics(vae, latents)
         video = vae.decode(latents * std + mean, return_dict=False)[0]
         return (video.float() / 2 + 0.5).clamp(0, 1)
 

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Sequence
 
-import torch
-
 from dcm_lightning.errors import UserError
-from dcm_lightning.tools.options import device_of
+from dcm_lightning.tools.options import Ranks
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,10 +49,7 @@ def main(argv: Sequence[str]) -> None:
     from dcm_lightning.lightning_cli import DCMLightningCLI
 
     args, overrides = build_parser().parse_known_args(argv)
-    rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    device = device_of(args)
-    if world_size > 1 and device.type == "cuda" and args.device is None:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    ranks = Ranks.of(args)
     cli = DCMLightningCLI([*(arg for path in args.config for arg in ("--config", path)), *overrides], run=False)
     datamodule, model = cli.datamodule, cli.model
     if not isinstance(datamodule, TrajectoryDataModule) or datamodule.source != "cache":
@@ -66,23 +60,12 @@ def main(argv: Sequence[str]) -> None:
     for shard in args.rebuild_shard:
         if not 0 <= shard < cache.spec.num_shards:
             raise UserError(f"--rebuild-shard {shard} is outside 0..{cache.spec.num_shards - 1}.")
-        if rank == 0:
+        if ranks.rank == 0:
             cache.invalidate_shard(shard)
-    model.teacher.to(device)
-    barrier = lambda: None  # noqa: E731
-    if world_size > 1:
-        import torch.distributed as dist
-
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        barrier = dist.barrier
+    model.teacher.to(ranks.device)
+    with ranks.process_group() as barrier:
         barrier()  # every rank sees the invalidated shards before building
-    try:
-        cache = datamodule.prepare_cache(model, rank, world_size, barrier)
-    finally:
-        if world_size > 1:
-            dist.destroy_process_group()
+        cache = datamodule.prepare_cache(model, ranks.rank, ranks.world_size, barrier)
     spec = cache.spec
-    if rank == 0:
+    if ranks.rank == 0:
         print(f"trajectory cache ready: {cache.folder} ({spec.num_samples} trajectories, {spec.num_shards} shards)")

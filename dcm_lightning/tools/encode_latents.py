@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from dcm_lightning.data.latent_folder import write_part
 from dcm_lightning.errors import UserError
 from dcm_lightning.media import read_clip
 from dcm_lightning.teachers.pretrained import ADAPTERS, load_codec, pipeline_class
-from dcm_lightning.tools.options import DTYPES, add_video_options, device_of, video_of
+from dcm_lightning.tools.options import DTYPES, Ranks, add_video_options, video_of
 
 TEXT_BATCH = 8  # captions encoded together
 
@@ -99,7 +98,8 @@ def video_settings(args: argparse.Namespace, folder: Path) -> tuple[dict[str, in
 
 def main(argv: Sequence[str]) -> None:
     args = build_parser().parse_args(argv)
-    device = device_of(args)
+    ranks = Ranks.of(args)
+    rank, world_size = ranks.rank, ranks.world_size
     folder, videos = Path(args.teacher), Path(args.videos)
     if args.part_size < 1:
         raise UserError(f"--part-size must be at least 1, got {args.part_size}.")
@@ -108,28 +108,19 @@ def main(argv: Sequence[str]) -> None:
     if not (args.out or latents_dir):
         raise UserError("say where the latents go: --out, or a --config with data.init_args.latents_dir.")
     entries = read_metadata(videos)
-    rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    if world_size > 1 and device.type == "cuda" and args.device is None:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     out.mkdir(parents=True, exist_ok=True)
     parts = range(0, len(entries), args.part_size)
     mine = [k for k in range(rank, len(parts), world_size) if not (out / f"part-{k:05d}.json").is_file()]
     if mine:
-        codec = load_codec(folder, args.dtype).to(device)
+        codec = load_codec(folder, args.dtype).to(ranks.device)
         dtype = getattr(torch, args.dtype)
         bar = tqdm(total=sum(len(entries[parts[k] : parts[k] + args.part_size]) for k in mine), unit="video")
         bar.set_description(f"encoding latents (rank {rank})" if world_size > 1 else "encoding latents")
         for k in mine:
             encode_part(k, entries[parts[k] : parts[k] + args.part_size], videos, out, video, codec, dtype, bar)
         bar.close()
-    if world_size > 1:
-        import torch.distributed as dist
-
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        dist.barrier()  # every rank's parts are written
-        dist.destroy_process_group()
+    with ranks.process_group() as barrier:
+        barrier()  # every rank's parts are written
     if rank == 0:
         report(out, len(parts), len(entries), video)
 

@@ -4,6 +4,10 @@ video size of a real teacher."""
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 
@@ -60,3 +64,37 @@ def video_of(args: argparse.Namespace) -> dict[str, int]:
         if value is not None and value < 1:
             raise UserError(f"--{name.replace('_', '-')} must be positive, got {value}.")
     return {k: v for k, v in video.items() if v is not None}
+
+
+@dataclass
+class Ranks:
+    """This process's place under ``torchrun`` (rank 0 of 1 without it) and its device: with no
+    ``--device`` given, rank r of a multi-process launch takes ``cuda:LOCAL_RANK``."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @classmethod
+    def of(cls, args: argparse.Namespace) -> Ranks:
+        rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+        device = device_of(args)
+        if world_size > 1 and device.type == "cuda" and args.device is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return cls(rank, world_size, device)
+
+    @contextmanager
+    def process_group(self) -> Iterator[Callable[[], None]]:
+        """A barrier across the ranks for the block (nccl on GPUs, gloo on CPUs); a no-op for one process."""
+        if self.world_size == 1:
+            yield lambda: None
+            return
+        import torch.distributed as dist
+
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        try:
+            yield dist.barrier
+        finally:
+            dist.destroy_process_group()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,7 +13,7 @@ from tqdm.auto import tqdm
 
 from dcm_lightning.errors import UserError
 from dcm_lightning.generation import load_sampler
-from dcm_lightning.media import preview, write_mp4, write_png_grid
+from dcm_lightning.media import preview, prompt_slug, write_mp4, write_png_grid
 from dcm_lightning.sampling import seeded_noise
 from dcm_lightning.tools.options import add_device_options, add_video_options, device_of, video_of
 
@@ -51,10 +50,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def slug(prompt: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", prompt.lower()).strip("_")[:80] or "prompt"
-
-
 def main(argv: Sequence[str]) -> None:
     args = build_parser().parse_args(argv)
     if args.steps is not None and args.steps < 1:
@@ -81,7 +76,7 @@ def main(argv: Sequence[str]) -> None:
             latents = sampler.latents(noise, model.encode_prompts([prompt]), progress=real)
             seconds = time.perf_counter() - start
             video = model.decode(latents)[0]
-        path = out / f"{slug(prompt)}-{seed}.mp4"
+        path = out / f"{prompt_slug(prompt)}-{seed}.mp4"
         write_mp4(path, video, fps=fps, upscale=upscale)
         previews.append(preview(video[None].cpu())[0])
         _, frames, height, width = video.shape
