@@ -91,12 +91,5 @@ def write_moving_shapes_latents(folder: str | Path, num_clips: int, seed: int, t
     for part, first in enumerate(tqdm(range(0, num_clips, PART_SIZE), desc="rendering latents", unit="part")):
         items = [clips[i] for i in range(first, min(first + PART_SIZE, num_clips))]
         condition = teacher.text_encoder.encode([item["prompt"] for item in items])
-        save_file(
-            {
-                "latents": torch.stack([item["video"] for item in items]).contiguous(),
-                "text_embeds": condition.embeds.contiguous(),
-                "text_mask": condition.mask.to(torch.uint8).contiguous(),
-            },
-            building / f"part-{part:05d}.safetensors",
-        )
+        write_part(building / f"part-{part:05d}.safetensors", torch.stack([item["video"] for item in items]), condition)
     os.replace(building, folder)
