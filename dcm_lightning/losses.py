@@ -93,7 +93,13 @@ def hinge_discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor
 
 
 def hinge_generator_loss(fake_logits: Tensor) -> Tensor:
-    """The generator's hinge term: −mean(D(fake))."""
+    """The official generator term: mean(relu(1 − D(fake))) — it stops pushing a fake that D already
+    scores above 1."""
+    return torch.relu(1.0 - fake_logits).mean()
+
+
+def linear_generator_loss(fake_logits: Tensor) -> Tensor:
+    """The unbounded generator term of many hinge GANs (and of this project's wave 1): −mean(D(fake))."""
     return -fake_logits.mean()
 
 
@@ -103,7 +109,8 @@ def non_saturating_generator_loss(fake_logits: Tensor) -> Tensor:
 
 
 def feature_matching(fake_features: list[Tensor], real_features: list[Tensor]) -> Tensor:
-    """λ_fm's term: mean over layers of ‖Ω_k(fake) − Ω_k(real)‖² (mean over elements)."""
+    """λ_fm's term: mean over layers of ‖Ω_k(fake) − Ω_k(real)‖² (mean over elements); the official
+    code matches the blocks' features taken through the teacher's output head (latent-shaped)."""
     if len(fake_features) != len(real_features) or not fake_features:
         raise ValueError("feature matching needs the same non-empty list of layers for fake and real")
     terms = [(f - r).square().mean() for f, r in zip(fake_features, real_features, strict=True)]
@@ -126,17 +133,21 @@ def adversarial_losses(
     discriminator: Callable[[list[Tensor]], list[Tensor]],
     fake_features: list[Tensor],
     real_features: list[Tensor],
+    fake_matched: list[Tensor],
+    real_matched: list[Tensor],
     generator_term: Callable[[Tensor], Tensor],
     adversarial_weight: float,
     feature_matching_weight: float,
 ) -> AdversarialLosses:
-    """docs/design.md §2 "Detail expert": the generator's λ_adv·mean_k G(D_k(Ω_k(fake))) + λ_fm·L_fm(fake,
-    real) — gradient reaches the student through ``fake_features`` — and the discriminator's hinge on
-    the same features detached (the teacher runs once per step). Both totals are built before either
-    backward, so the caller steps G, then D."""
+    """docs/design.md §2 "Detail expert": the generator's λ_adv·mean_k G(D_k(Ω_k(fake))) + λ_fm·L_fm on
+    the matched features (``fake_matched`` vs ``real_matched``: the blocks' features through the
+    teacher's output head, as the official code, or the raw ``*_features``) — gradient reaches the
+    student through the fake ones — and the discriminator's hinge on the raw features detached (the
+    teacher runs once per step). Both totals are built before either backward, so the caller steps
+    G, then D."""
     fake_logits = discriminator(fake_features)
     adversarial = torch.stack([generator_term(logits) for logits in fake_logits]).mean()
-    matching = feature_matching(fake_features, real_features)
+    matching = feature_matching(fake_matched, real_matched)
     real_logits_d = discriminator([f.detach() for f in real_features])
     fake_logits_d = discriminator([f.detach() for f in fake_features])
     d_loss = torch.stack(

@@ -6,6 +6,7 @@ per-noise-level probe under DDP."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from lightning.pytorch.callbacks import Callback
 
 from dcm_lightning.checkpoints import read_lightning_checkpoint
 from dcm_lightning.cli import main
@@ -22,11 +24,13 @@ from dcm_lightning.conditioning import TextCondition
 from dcm_lightning.diffusion.phases import Schedule
 from dcm_lightning.errors import UserError
 from dcm_lightning.generation import student_module_from_checkpoint
+from dcm_lightning.randomness import step_generator
 from dcm_lightning.sampling import student_sampler
 from dcm_lightning.students import load_student
 from tests.modules.test_real_teachers import real_config
 from tests.tiny_diffusers import LATENT, teacher_settings, write_latents, write_pipeline_folder
 
+REPO = Path(__file__).resolve().parents[1]
 FAMILY = "hunyuan_video"
 SHARDED = {
     "class_path": "lightning.pytorch.strategies.ModelParallelStrategy",
@@ -43,7 +47,8 @@ PROBE = {
 def run_cli(args: list[str], cwd: Path, timeout: float = 300) -> None:
     """``python -m dcm_lightning ARGS`` as a user runs it: Lightning starts rank 1 by re-running it.
     A hung run is killed with its whole process group."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))  # for RecordAdversarialNoise
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "PYTHONPATH": path}
     process = subprocess.Popen(
         [sys.executable, "-m", "dcm_lightning", *args],
         cwd=cwd,
@@ -59,6 +64,29 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 300) -> None:
         os.killpg(process.pid, signal.SIGKILL)
         raise
     assert process.returncode == 0, output[-3000:]
+
+
+class RecordAdversarialNoise(Callback):
+    """Test probe: each rank writes the σ_adv grid levels and the re-noise ε its DetE steps drew."""
+
+    def __init__(self, out: str) -> None:
+        self.out, self.records = Path(out), []
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        draw = pl_module.adversarial_noise
+
+        def recording(shape):
+            levels, eps = draw(shape)
+            record = {"step": pl_module.global_step, "seed": pl_module._seed, "shape": list(shape)}
+            record["detail_range"] = list(pl_module.segment.sample_indices())
+            self.records.append({**record, "levels": levels.tolist(), "eps": eps.flatten().tolist()})
+            return levels, eps
+
+        pl_module.adversarial_noise = recording
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / f"rank{trainer.global_rank}.json").write_text(json.dumps(self.records))
 
 
 def config(
@@ -108,6 +136,10 @@ def runs(tmp_path_factory):
         detail={"lora_rank": 4},
         discriminator={"hidden_dim": 32},
     )
+    values = yaml.safe_load(dete.read_text())
+    probe = {"class_path": "tests.test_fsdp.RecordAdversarialNoise", "init_args": {"out": str(root / "draws")}}
+    values["trainer"]["callbacks"].append(probe)
+    dete.write_text(yaml.safe_dump(values))
     run_cli(["fit", "--config", str(dete)], root)
     return root, first
 
@@ -198,3 +230,18 @@ def test_the_detail_expert_trains_sharded_from_a_sharded_semantic_checkpoint_and
     )
     from_export = student_sampler(exported, Schedule.from_dict(config["schedule"]), 4).latents(noise, text)
     torch.testing.assert_close(from_export, student_sampler(module.student, module.schedule, 4).latents(noise, text))
+
+
+def test_the_two_ranks_draw_different_adversarial_noise_in_the_same_step(runs):
+    """σ_adv and ε per data-parallel rank (the official seeds per rank): in each DetE step of the
+    2-process run the ranks' ε differ, and rank 0 draws what one process draws from (seed, step)."""
+    root, _ = runs
+    ranks = [json.loads((root / "draws" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["step"] for r in ranks[0]] == [r["step"] for r in ranks[1]] == [0, 2]  # a G and a D step per batch
+    for zero, one in zip(*ranks, strict=True):
+        assert zero["eps"] != one["eps"]
+        generator = step_generator(zero["seed"], zero["step"])  # the one-process stream
+        shape, detail_range = zero["shape"], torch.tensor(zero["detail_range"])
+        levels = detail_range[torch.randint(len(detail_range), (shape[0],), generator=generator)] - 1
+        assert levels.tolist() == zero["levels"]
+        assert torch.equal(torch.randn(shape, generator=generator).flatten(), torch.tensor(zero["eps"]))

@@ -9,6 +9,7 @@ from dcm_lightning.losses import (
     feature_matching,
     hinge_discriminator_loss,
     hinge_generator_loss,
+    linear_generator_loss,
     non_saturating_generator_loss,
 )
 
@@ -21,7 +22,8 @@ def test_hinge_discriminator_loss_is_zero_only_beyond_the_margins():
 
 def test_generator_terms():
     logits = torch.tensor([0.0, 2.0])
-    assert float(hinge_generator_loss(logits)) == pytest.approx(-1.0)
+    assert float(hinge_generator_loss(logits)) == pytest.approx(0.5)  # official: mean relu(1 − D(fake))
+    assert float(linear_generator_loss(logits)) == pytest.approx(-1.0)
     expected = (torch.log1p(torch.exp(-logits))).mean()
     assert float(non_saturating_generator_loss(logits)) == pytest.approx(float(expected))
 

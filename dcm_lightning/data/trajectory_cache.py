@@ -2,7 +2,8 @@
 
 Layout of a cache folder::
 
-    manifest.json          what the cache is: teacher fingerprint, parameterization, shift, N, guidance,
+    manifest.json          what the cache is: teacher fingerprint, parameterization, shift, N, guidance
+                           (scale, HunyuanVideo's embedded guidance, the CFG negative prompt),
                            kept grid indices, dtype, latent shape, prompt-list hash, shard size, and
                            per shard its sample range and sha256 (written last: a cache is complete
                            exactly when it exists)
@@ -83,6 +84,10 @@ class CacheSpec:
     prompts_fingerprint: str
     num_samples: int
     samples_per_shard: int
+    # The rest of the teacher's guidance (None where it has none; caches written before these were
+    # recorded read as None): HunyuanVideo's embedded guidance, and the negative prompt of a CFG teacher.
+    embedded_guidance: float | None = None
+    negative_prompt: str | None = None
 
     @property
     def num_shards(self) -> int:
@@ -138,7 +143,18 @@ def cache_spec(
         prompts_fingerprint=prompts_fingerprint(cases),
         num_samples=len(cases),
         samples_per_shard=samples_per_shard,
+        embedded_guidance=getattr(teacher, "embedded_guidance", None),
+        negative_prompt=_negative_prompt(teacher),
     )
+
+
+def _negative_prompt(teacher: VideoModel) -> str | None:
+    """The text of the unconditional branch a guided real teacher runs (None without CFG, or for the
+    tiny teacher, whose unconditional branch is its empty prompt)."""
+    settings = getattr(teacher, "settings", None)
+    if settings is None or teacher.guidance_scale == 1.0:
+        return None
+    return settings.negative_prompt
 
 
 class TrajectoryCache:

@@ -16,10 +16,15 @@ from dcm_lightning.diffusion.phases import Schedule, Segment, detail_segment
 from dcm_lightning.distributed import is_sharded_checkpoint
 from dcm_lightning.errors import UserError
 from dcm_lightning.experts import DualExpertNetwork, semantic_weight_sources
-from dcm_lightning.losses import adversarial_losses, hinge_generator_loss, non_saturating_generator_loss
+from dcm_lightning.losses import (
+    adversarial_losses,
+    hinge_generator_loss,
+    linear_generator_loss,
+    non_saturating_generator_loss,
+)
 from dcm_lightning.modules.consistency import ConsistencyDistillationModule, ConsistencyStep
 from dcm_lightning.modules.dete_settings import AdversarialSpec, DetailExpertSpec, DiscriminatorSpec, settings_group
-from dcm_lightning.networks.discriminator import FeatureDiscriminator, feature_layers
+from dcm_lightning.networks.discriminator import FeatureDiscriminator, every_kth_block
 from dcm_lightning.randomness import run_seed, step_generator
 from dcm_lightning.sampling import denoiser
 from dcm_lightning.teachers.base import VideoModel, module_fingerprint
@@ -82,9 +87,10 @@ class DetEModule(ConsistencyDistillationModule):
         self.optimizer_steps_per_batch = 2  # Lightning's global_step counts both the G and the D step
         self.needs_clean_sample = self.adversarial.real_source == "teacher"
         network, spec = self.teacher.network, self.discriminator_spec
-        self.layers = feature_layers(len(network.blocks), spec.feature_every)
+        blocks = network.discriminator_blocks  # the teacher's own: HunyuanVideo's single-stream blocks
+        self.layers = every_kth_block(blocks.start, blocks.stop, spec.feature_every)
         self.discriminator = FeatureDiscriminator(
-            network.feature_dim, len(self.layers), hidden_dim=spec.hidden_dim, groups=spec.groups
+            network.feature_dim, len(self.layers), spec.hidden_dim, spec.groups, spec.slope, spec.norm
         )
         self._seed = run_seed()
 
@@ -141,15 +147,12 @@ class DetEModule(ConsistencyDistillationModule):
     # ---- one generator step, then one discriminator step ---------------------------------------------
 
     def adversarial_inputs(self, step: ConsistencyStep, batch: dict) -> tuple[Tensor, Tensor, Tensor]:
-        """Fake and real re-noised with the same ε to a σ_adv drawn from the detail range, at or
-        above each sample's phase end: (fake with gradient, real without, σ_adv)."""
-        generator = step_generator(self._seed, self.global_step, self.global_rank)
-        detail_range = self.segment.sample_indices()  # grid points 0..κ
-        draw = torch.tensor(detail_range)[
-            torch.randint(len(detail_range), (step.student_end.shape[0],), generator=generator)
-        ]
+        """Fake and real re-noised with the same ε to a σ_adv drawn per sample from the detail range
+        (``adversarial.noise_levels``), at or above each sample's phase end: (fake with gradient, real
+        without, σ_adv). Each data-parallel rank draws its own (``step_generator``)."""
+        draw, eps = self.adversarial_noise(step.student_end.shape)
         sigma_adv = torch.maximum(self.sigma(draw), step.sigma_end)
-        eps = torch.randn(step.student_end.shape, generator=generator).to(step.student_end)
+        eps = eps.to(step.student_end)
         real_start = step.sigma_end
         if self.adversarial.real_source == "target":
             real_end = step.target
@@ -164,12 +167,28 @@ class DetEModule(ConsistencyDistillationModule):
         real = renoise(real_end.detach(), self._coefficients(real_start), end, eps)
         return fake, real, sigma_adv
 
+    def adversarial_noise(self, shape: torch.Size) -> tuple[Tensor, Tensor]:
+        """This step's and this rank's σ_adv grid indices (b,) and re-noise ε (``shape``, b c f h w),
+        from the stream (run seed, step, rank): ranks draw apart, rank 0 as one process does."""
+        generator = step_generator(self._seed, self.global_step, self.global_rank)
+        levels = torch.tensor(self.segment.sample_indices())  # grid points 0..κ
+        if self.adversarial.noise_levels == "below":  # official: σ_prev of each index, σ_{−1} … σ_{κ−1}
+            levels = levels - 1
+        draw = levels[torch.randint(len(levels), (shape[0],), generator=generator)]
+        return draw, torch.randn(shape, generator=generator)
+
     def _coefficients(self, sigma: Tensor) -> tuple[Tensor, Tensor]:
         return self.teacher.parameterization.coefficients(sigma.view(-1, 1, 1, 1, 1))
 
-    def teacher_features(self, x: Tensor, sigma: Tensor, step: ConsistencyStep) -> list[Tensor]:
-        """Ω: the frozen teacher's hidden states at the feature layers (conditional branch only)."""
-        return self.teacher.predict(x, sigma, step.condition, guidance_scale=1.0, feature_blocks=self.layers).features
+    def teacher_features(self, x: Tensor, sigma: Tensor, step: ConsistencyStep) -> tuple[list[Tensor], list[Tensor]]:
+        """Ω: the frozen teacher's hidden states at the feature blocks (conditional branch only; what
+        the discriminator reads), and what feature matching compares (``feature_matching_space``: the
+        same blocks through the teacher's output head, or the hidden states themselves)."""
+        heads = self.adversarial.feature_matching_space == "output_head"
+        prediction = self.teacher.predict(
+            x, sigma, step.condition, guidance_scale=1.0, feature_blocks=self.layers, feature_heads=heads
+        )
+        return prediction.features, prediction.head_features if heads else prediction.features
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
         optimizer_g, optimizer_d = self.optimizers()
@@ -178,13 +197,16 @@ class DetEModule(ConsistencyDistillationModule):
             self._consistency_only_step(step, optimizer_g, optimizer_d, batch)
             return
         fake, real, sigma_adv = self.adversarial_inputs(step, batch)
-        fake_features = self.teacher_features(fake, sigma_adv, step)  # gradient flows to the student
+        fake_features, fake_matched = self.teacher_features(fake, sigma_adv, step)  # gradient to the student
         with torch.no_grad():
-            real_features = self.teacher_features(real, sigma_adv, step)
+            real_features, real_matched = self.teacher_features(real, sigma_adv, step)
+        frames = self.teacher.network.feature_frames(fake.shape[2])  # the heads normalize per frame
         gan = adversarial_losses(
-            self.discriminator,
+            lambda features: self.discriminator(features, frames),
             fake_features,
             real_features,
+            fake_matched,
+            real_matched,
             self._generator_term,
             self.adversarial.weight,
             self.adversarial.feature_matching_weight,
@@ -235,9 +257,8 @@ class DetEModule(ConsistencyDistillationModule):
         self.log("train/loss", step.losses["loss"].detach(), prog_bar=True, batch_size=len(batch["index"]))
 
     def _generator_term(self, logits: Tensor) -> Tensor:
-        if self.adversarial.loss == "hinge":
-            return hinge_generator_loss(logits)
-        return non_saturating_generator_loss(logits)
+        terms = {"hinge": hinge_generator_loss, "linear": linear_generator_loss}
+        return terms.get(self.adversarial.loss, non_saturating_generator_loss)(logits)
 
     def configure_optimizers(self):
         generator = torch.optim.AdamW(
@@ -248,7 +269,10 @@ class DetEModule(ConsistencyDistillationModule):
         )
         spec = self.discriminator_spec
         discriminator = torch.optim.AdamW(
-            self.discriminator.parameters(), lr=spec.learning_rate, betas=tuple(spec.betas)
+            self.discriminator.parameters(),
+            lr=spec.learning_rate,
+            weight_decay=spec.weight_decay,
+            betas=tuple(spec.betas),
         )
         return [generator, discriminator]
 

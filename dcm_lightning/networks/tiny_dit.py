@@ -268,6 +268,15 @@ class TinyVideoDiT(nn.Module):
         time = sinusoidal_embedding(timestep, self.config.frequency_dim).to(text_embeds.dtype)
         return self.time_embedder(time) + self.pooled_text_embedder(pooled)
 
+    @property
+    def discriminator_blocks(self) -> range:
+        """The blocks the discriminator reads every k-th of, counted from the first."""
+        return range(len(self.blocks))
+
+    def feature_frames(self, latent_frames: int) -> int:
+        """Frames of the token grid (the feature layout ``b (f h w) d``) of a ``latent_frames`` video."""
+        return latent_frames // self.config.patch_size[0]
+
     def forward(
         self,
         x: Tensor,
@@ -275,8 +284,12 @@ class TinyVideoDiT(nn.Module):
         text_embeds: Tensor,
         text_mask: Tensor,
         feature_blocks: Sequence[int] = (),
-    ) -> Tensor | tuple[Tensor, list[Tensor]]:
-        """Return v (b c f h w); with ``feature_blocks`` also the hidden states (b n width) after those blocks."""
+        feature_heads: bool = False,
+    ) -> Tensor | tuple:
+        """Return v (b c f h w); with ``feature_blocks`` also the video tokens' hidden states (b n width)
+        after those blocks, in their order, and with ``feature_heads`` as well each of them taken
+        through the output head (b c f h w, as if it were the last block's: the official feature
+        matching's "final layer" features)."""
         self.check_input_shape(x.shape)
         pt, ph, pw = self.config.patch_size
         _, _, frames, height, width = x.shape
@@ -294,22 +307,35 @@ class TinyVideoDiT(nn.Module):
         text_positions = text_embeds.shape[1]
         rope = (F.pad(cos, (0, 0, 0, text_positions), value=1.0), F.pad(sin, (0, 0, 0, text_positions)))
         c = self.condition(timestep, text_embeds, text_mask)
-        features = []
+        features: dict[int, Tensor] = {}
         for index, block in enumerate(self.blocks):
             if self.gradient_checkpointing and torch.is_grad_enabled():
                 hidden = torch.utils.checkpoint.checkpoint(block, hidden, c, rope, key_mask, use_reentrant=False)
             else:
                 hidden = block(hidden, c, rope, key_mask)
             if index in feature_blocks:
-                features.append(hidden[:, :num_video])
+                features[index] = hidden[:, :num_video]
+        v = self.output_head(hidden[:, :num_video], c, x)
+        if not feature_blocks:
+            return v
+        hidden_features = [features[i] for i in feature_blocks]
+        if not feature_heads:
+            return v, hidden_features
+        return v, hidden_features, [self.output_head(f, c, x) for f in hidden_features]
+
+    def output_head(self, video_tokens: Tensor, c: Tensor, x: Tensor) -> Tensor:
+        """The last block's video tokens (b n width) → v (b c f h w): modulated norm, projection,
+        unpatchify and (with ``refine_channels``) the output convolution with the σ-scaled input."""
+        pt, ph, pw = self.config.patch_size
+        _, _, frames, height, width = x.shape
         shift, scale = self.norm_out_modulation(c).chunk(2, dim=-1)
-        out = self.proj_out(modulate(self.norm_out(hidden[:, :num_video]), shift, scale))
+        out = self.proj_out(modulate(self.norm_out(video_tokens), shift, scale))
         v = rearrange(  # without the output conv this is v; with it, per-pixel features
             out,
             "b (f h w) (pt ph pw c) -> b c (f pt) (h ph) (w pw)",
-            f=grid[0],
-            h=grid[1],
-            w=grid[2],
+            f=frames // pt,
+            h=height // ph,
+            w=width // pw,
             pt=pt,
             ph=ph,
             pw=pw,
@@ -318,4 +344,4 @@ class TinyVideoDiT(nn.Module):
             scales = self.input_skip(c)[:, :, None, None, None, None]  # b k 1 1 1 1
             skip = rearrange(x.unsqueeze(1) * scales, "b k c f h w -> b (k c) f h w")
             v = self.refine(torch.cat([F.silu(v), skip], dim=1))  # b c f h w
-        return (v, features) if feature_blocks else v
+        return v

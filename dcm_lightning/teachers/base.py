@@ -26,6 +26,7 @@ class Prediction:
     x0: Tensor  # b c f h w
     eps: Tensor  # b c f h w
     features: list[Tensor] = field(default_factory=list)  # per requested block: b n d
+    head_features: list[Tensor] = field(default_factory=list)  # those through the output head: b c f h w
 
 
 class VideoModel(Protocol):
@@ -63,7 +64,12 @@ class VideoModel(Protocol):
         condition: Any,
         guidance_scale: float | None = None,
         feature_blocks: Sequence[int] = (),
-    ) -> Prediction: ...
+        feature_heads: bool = False,
+    ) -> Prediction:
+        """(x̂0, ε̂) at σ; with ``feature_blocks`` the conditional branch's hidden states after those
+        blocks (``features``) and, with ``feature_heads``, each taken through the network's output head
+        (``head_features``, latent-shaped)."""
+        ...
 
     def decode(self, latents: Tensor) -> Tensor: ...
 
@@ -77,11 +83,13 @@ def guided_prediction(
     null_condition: Any,
     guidance_scale: float,
     feature_blocks: Sequence[int] = (),
+    feature_heads: bool = False,
     **network_kwargs,
 ) -> Prediction:
-    """(x̂0, ε̂) of a network called as ``network(x, timestep, embeds, mask, feature_blocks=…)``, with
-    classifier-free guidance when the scale is not 1: the conditional and the unconditional
-    (``null_condition``) halves run as one batch of 2b, and the features are the conditional half's."""
+    """(x̂0, ε̂) of a network called as ``network(x, timestep, embeds, mask, feature_blocks=…,
+    feature_heads=…)``, with classifier-free guidance when the scale is not 1: the conditional and the
+    unconditional (``null_condition``) halves run as one batch of 2b, and the features are the
+    conditional half's."""
     sigma = sigma.to(x.dtype).reshape(-1)
     timestep = parameterization.model_timestep(sigma)
     guided = guidance_scale != 1.0
@@ -91,14 +99,23 @@ def guided_prediction(
         mask = torch.cat([condition.mask, null_condition.mask.to(condition.mask.device)])
     else:
         x_in, t_in, embeds, mask = x, timestep, condition.embeds, condition.mask
+    if feature_heads:
+        network_kwargs["feature_heads"] = True
     out = network(x_in, t_in, embeds, mask, feature_blocks=feature_blocks, **network_kwargs)
-    output, features = out if feature_blocks else (out, [])
+    output, features, heads = network_outputs(out, feature_blocks)
     if guided:
         conditional, unconditional = output.chunk(2)
         output = classifier_free_guidance(conditional, unconditional, guidance_scale)
-        features = [f.chunk(2)[0] for f in features]
+        features, heads = [f.chunk(2)[0] for f in features], [h.chunk(2)[0] for h in heads]
     x0, eps = parameterization.to_x0_eps(x, sigma.view(-1, 1, 1, 1, 1), output)
-    return Prediction(x0=x0, eps=eps, features=features)
+    return Prediction(x0=x0, eps=eps, features=features, head_features=heads)
+
+
+def network_outputs(out, feature_blocks: Sequence[int]) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+    """A network call's v, block features and their output-head projections (empty when not asked):
+    the call returns v, (v, features) or (v, features, heads)."""
+    out = (out,) if not feature_blocks else tuple(out)
+    return out + ([],) * (3 - len(out))
 
 
 def trainable_copy(teacher: nn.Module) -> nn.Module:

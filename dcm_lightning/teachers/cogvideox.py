@@ -28,7 +28,7 @@ from dcm_lightning.teachers.diffusers_base import (
     load_pipeline_parts,
     scaled_latent_encoder,
 )
-from dcm_lightning.teachers.features import block_outputs
+from dcm_lightning.teachers.features import block_outputs, first_call, network_output
 
 COGVIDEOX_PSI = ("transformer.time_embedding", "transformer.norm_out", "transformer.proj_out")
 
@@ -53,10 +53,20 @@ class CogVideoXNetwork(DiffusersNetwork):
     def blocks(self) -> nn.ModuleList:
         return self.transformer.transformer_blocks
 
+    def feature_frames(self, latent_frames: int) -> int:
+        p_t = self.config.patch_size_t or 1
+        return (latent_frames + p_t - 1) // p_t
+
     def forward(
-        self, x: Tensor, timestep: Tensor, text_embeds: Tensor, text_mask: Tensor, feature_blocks: Sequence[int] = ()
+        self,
+        x: Tensor,
+        timestep: Tensor,
+        text_embeds: Tensor,
+        text_mask: Tensor,
+        feature_blocks: Sequence[int] = (),
+        feature_heads: bool = False,
     ):
-        with block_outputs(self.blocks, feature_blocks) as features:
+        with block_outputs(self.blocks, feature_blocks) as features, first_call(self.transformer.norm_out) as norm:
             v = self.transformer(
                 hidden_states=rearrange(x, "b c f h w -> b f c h w"),
                 encoder_hidden_states=text_embeds,
@@ -65,7 +75,24 @@ class CogVideoXNetwork(DiffusersNetwork):
                 return_dict=False,
             )[0]
         v = rearrange(v, "b f c h w -> b c f h w")
-        return (v, features) if feature_blocks else v
+        heads = (lambda: [self.output_head(f, norm["kwargs"]["temb"], x) for f in features]) if feature_heads else None
+        return network_output(v, features, heads)
+
+    def output_head(self, hidden: Tensor, temb: Tensor, x: Tensor) -> Tensor:
+        """Video tokens (b n d) → b c f h w through the transformer's own tail: ``norm_final`` (per
+        token, so the text tokens CogVideoX-5b normalizes with them change nothing), ``norm_out(·,
+        temb)``, ``proj_out`` and the unpatchify of CogVideoXTransformer3DModel.forward."""
+        transformer = self.transformer
+        batch, _, frames, height, width = x.shape
+        p, p_t = transformer.config.patch_size, transformer.config.patch_size_t
+        out = transformer.proj_out(transformer.norm_out(transformer.norm_final(hidden), temb=temb))
+        if p_t is None:
+            out = out.reshape(batch, frames, height // p, width // p, -1, p, p)
+            out = out.permute(0, 1, 4, 2, 5, 3, 6).flatten(5, 6).flatten(3, 4)
+        else:
+            out = out.reshape(batch, (frames + p_t - 1) // p_t, height // p, width // p, -1, p_t, p, p)
+            out = out.permute(0, 1, 5, 4, 2, 6, 3, 7).flatten(6, 7).flatten(4, 5).flatten(1, 2)
+        return rearrange(out, "b f c h w -> b c f h w")
 
 
 def trailing_sigmas(num_steps: int, num_train_timesteps: int = 1000) -> Tensor:

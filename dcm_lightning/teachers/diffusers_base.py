@@ -181,9 +181,11 @@ def latent_video_shape(channels: int, num_frames: int, height: int, width: int) 
 
 class DiffusersNetwork(nn.Module):
     """Base of the wrappers that give a diffusers transformer this package's network call
-    ``(x, timestep, text…, feature_blocks=()) → v [, features]``. Each wrapper names the transformer's
-    blocks in order as ``blocks``: the FSDP2 and activation-checkpointing units, and the
-    discriminator's feature layers."""
+    ``(x, timestep, text…, feature_blocks=(), feature_heads=False) → v [, features [, head features]]``.
+    Each wrapper names the transformer's blocks in order as ``blocks`` (the FSDP2 and
+    activation-checkpointing units, and the discriminator's feature layers), has an ``output_head``
+    that takes a block's video tokens through the transformer's own tail (norm, projection,
+    unpatchify) and says how many token frames a latent video has (``feature_frames``)."""
 
     def __init__(self, transformer: nn.Module) -> None:
         super().__init__()
@@ -201,6 +203,11 @@ class DiffusersNetwork(nn.Module):
     def feature_dim(self) -> int:
         """Width of the block hidden states the discriminator reads."""
         return self.config.num_attention_heads * self.config.attention_head_dim
+
+    @property
+    def discriminator_blocks(self) -> range:
+        """The blocks the discriminator reads every k-th of, counted from the first (official: all)."""
+        return range(len(self.blocks))
 
 
 class LatentVideoTeacher(nn.Module):
@@ -329,6 +336,7 @@ class NegativePromptTeacher(LatentVideoTeacher):
         condition: TextCondition,
         guidance_scale: float | None = None,
         feature_blocks: Sequence[int] = (),
+        feature_heads: bool = False,
         **network_kwargs,
     ) -> Prediction:
         scale = self.guidance_scale if guidance_scale is None else guidance_scale
@@ -339,5 +347,14 @@ class NegativePromptTeacher(LatentVideoTeacher):
             )
         negative = None if scale == 1.0 else self.negative.expand(len(condition))
         return guided_prediction(
-            self.network, self.parameterization, x, sigma, condition, negative, scale, feature_blocks, **network_kwargs
+            self.network,
+            self.parameterization,
+            x,
+            sigma,
+            condition,
+            negative,
+            scale,
+            feature_blocks,
+            feature_heads,
+            **network_kwargs,
         )

@@ -1,8 +1,9 @@
-"""Block features of diffusers transformers, read with forward hooks (the discriminator's Ω)."""
+"""Block features of diffusers transformers, read with forward hooks (the discriminator's Ω), and
+what their output heads need to project them (the feature matching's "final layer" features)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from torch import Tensor, nn
@@ -29,3 +30,28 @@ def block_outputs(blocks: nn.ModuleList, indices: Sequence[int]) -> Iterator[lis
         for handle in handles:
             handle.remove()
     collected.extend(outputs[i] for i in indices)
+
+
+@contextmanager
+def first_call(module: nn.Module) -> Iterator[dict]:
+    """The ``args``, ``kwargs`` and ``output`` of ``module``'s first call during one forward pass (what
+    an output head needs of it, e.g. the timestep embedding ``temb``); a recomputation under activation
+    checkpointing does not overwrite it."""
+    call: dict = {}
+
+    def hook(_module: nn.Module, args: tuple, kwargs: dict, output) -> None:
+        if not call:
+            call.update(args=args, kwargs=kwargs, output=output)
+
+    handle = module.register_forward_hook(hook, with_kwargs=True)
+    try:
+        yield call
+    finally:
+        handle.remove()
+
+
+def network_output(v: Tensor, features: list[Tensor], heads: Callable[[], list[Tensor]] | None):
+    """What a network with feature blocks returns: v alone, (v, features), or (v, features, heads)."""
+    if not features:
+        return v
+    return (v, features) if heads is None else (v, features, heads())

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from dcm_lightning.conditioning import TextCondition
 from dcm_lightning.diffusion import FlowMatching, classifier_free_guidance
 from dcm_lightning.errors import UserError
-from dcm_lightning.teachers.base import LORA_TARGETS, Prediction
+from dcm_lightning.teachers.base import LORA_TARGETS, Prediction, network_outputs
 from dcm_lightning.teachers.diffusers_base import (
     DiffusersNetwork,
     DiffusersTeacherConfig,
@@ -28,7 +28,7 @@ from dcm_lightning.teachers.diffusers_base import (
     load_pipeline_parts,
     scaled_latent_encoder,
 )
-from dcm_lightning.teachers.features import block_outputs
+from dcm_lightning.teachers.features import block_outputs, first_call, network_output
 
 HUNYUAN_PSI = ("transformer.time_text_embed", "transformer.norm_out", "transformer.proj_out")
 
@@ -36,12 +36,21 @@ HUNYUAN_PSI = ("transformer.time_text_embed", "transformer.norm_out", "transform
 class HunyuanVideoNetwork(DiffusersNetwork):
     """``(x: b c f h w, timestep: (b,) = 1000·σ, text_embeds: b l d, text_mask: b l, pooled: b p,
     guidance: (b,) = scale·1000) → v`` (plus the image-token hidden states of ``feature_blocks``,
-    numbered over the dual-stream then the single-stream blocks)."""
+    numbered over the dual-stream then the single-stream blocks, and with ``feature_heads`` each
+    through the output head)."""
 
     @property
     def blocks(self) -> nn.ModuleList:
         """Every transformer block in order: the FSDP2 and activation-checkpointing units."""
         return nn.ModuleList([*self.transformer.transformer_blocks, *self.transformer.single_transformer_blocks])
+
+    @property
+    def discriminator_blocks(self) -> range:
+        """The official discriminator reads the single-stream blocks only."""
+        return range(len(self.transformer.transformer_blocks), len(self.blocks))
+
+    def feature_frames(self, latent_frames: int) -> int:
+        return latent_frames // self.config.patch_size_t
 
     def forward(
         self,
@@ -52,8 +61,9 @@ class HunyuanVideoNetwork(DiffusersNetwork):
         pooled: Tensor,
         guidance: Tensor,
         feature_blocks: Sequence[int] = (),
+        feature_heads: bool = False,
     ):
-        with block_outputs(self.blocks, feature_blocks) as features:
+        with block_outputs(self.blocks, feature_blocks) as features, first_call(self.transformer.norm_out) as norm:
             v = self.transformer(
                 hidden_states=x,
                 timestep=timestep,
@@ -63,7 +73,18 @@ class HunyuanVideoNetwork(DiffusersNetwork):
                 guidance=guidance,
                 return_dict=False,
             )[0]
-        return (v, features) if feature_blocks else v
+        heads = (lambda: [self.output_head(f, norm["args"][1], x) for f in features]) if feature_heads else None
+        return network_output(v, features, heads)
+
+    def output_head(self, hidden: Tensor, temb: Tensor, x: Tensor) -> Tensor:
+        """Image tokens (b n d) → b c f h w through the transformer's own tail: ``norm_out(·, temb)``,
+        ``proj_out`` and the unpatchify of HunyuanVideoTransformer3DModel.forward."""
+        transformer = self.transformer
+        batch, _, frames, height, width = x.shape
+        p, p_t = transformer.config.patch_size, transformer.config.patch_size_t
+        out = transformer.proj_out(transformer.norm_out(hidden, temb))
+        out = out.reshape(batch, frames // p_t, height // p, width // p, -1, p_t, p, p)
+        return out.permute(0, 4, 1, 5, 2, 6, 3, 7).flatten(6, 7).flatten(4, 5).flatten(2, 3)
 
 
 def _prompt_encoder(pipeline, max_tokens: int) -> Callable[[Sequence[str]], TextCondition]:
@@ -147,11 +168,12 @@ class HunyuanVideoTeacher(LatentVideoTeacher):
             negative=parts.negative,
         ).use_codec(parts.codec)
 
-    def _velocity(self, x, timestep, condition: TextCondition, feature_blocks, **network_kwargs):
+    def _velocity(self, x, timestep, condition: TextCondition, feature_blocks, feature_heads, **network_kwargs):
+        """(v, block features, their output-head projections) of one forward."""
         guidance = torch.full_like(timestep, self.embedded_guidance * 1000.0)
         args = (x, timestep, condition.embeds, condition.mask, condition.pooled.to(x.dtype), guidance)
-        out = self.network(*args, feature_blocks=feature_blocks, **network_kwargs)
-        return out if feature_blocks else (out, [])
+        out = self.network(*args, feature_blocks=feature_blocks, feature_heads=feature_heads, **network_kwargs)
+        return network_outputs(out, feature_blocks)
 
     def predict(
         self,
@@ -160,15 +182,16 @@ class HunyuanVideoTeacher(LatentVideoTeacher):
         condition: TextCondition,
         guidance_scale: float | None = None,
         feature_blocks: Sequence[int] = (),
+        feature_heads: bool = False,
         **network_kwargs,
     ) -> Prediction:
         scale = self.guidance_scale if guidance_scale is None else guidance_scale
         sigma = sigma.to(x.dtype).reshape(-1)
         timestep = self.parameterization.model_timestep(sigma)
-        v, features = self._velocity(x, timestep, condition, feature_blocks, **network_kwargs)
+        v, features, heads = self._velocity(x, timestep, condition, feature_blocks, feature_heads, **network_kwargs)
         if scale != 1.0:  # the pipeline's true CFG: a second forward with the negative prompt
             negative = self.negative.expand(len(condition))
-            v_negative, _ = self._velocity(x, timestep, negative, (), **network_kwargs)
+            v_negative, _, _ = self._velocity(x, timestep, negative, (), False, **network_kwargs)
             v = classifier_free_guidance(v, v_negative, scale)
         x0, eps = self.parameterization.to_x0_eps(x, sigma.view(-1, 1, 1, 1, 1), v)
-        return Prediction(x0=x0, eps=eps, features=features)
+        return Prediction(x0=x0, eps=eps, features=features, head_features=heads)

@@ -80,6 +80,7 @@ class TinyTeacher(nn.Module):
         condition: TextCondition,
         guidance_scale: float | None = None,
         feature_blocks: Sequence[int] = (),
+        feature_heads: bool = False,
         **network_kwargs,
     ) -> Prediction:
         """x: b c f h w at noise level sigma: (b,). Features are those of the conditional branch;
@@ -87,7 +88,16 @@ class TinyTeacher(nn.Module):
         scale = self.guidance_scale if guidance_scale is None else guidance_scale
         null = self.text_encoder.encode([""] * len(condition)).to(x.device)
         return guided_prediction(
-            self.network, self.parameterization, x, sigma, condition, null, scale, feature_blocks, **network_kwargs
+            self.network,
+            self.parameterization,
+            x,
+            sigma,
+            condition,
+            null,
+            scale,
+            feature_blocks,
+            feature_heads,
+            **network_kwargs,
         )
 
     def decode(self, latents: Tensor) -> Tensor:

@@ -24,7 +24,7 @@ from dcm_lightning.teachers.diffusers_base import (
     NegativePromptTeacher,
     load_pipeline_parts,
 )
-from dcm_lightning.teachers.features import block_outputs
+from dcm_lightning.teachers.features import block_outputs, first_call, network_output
 
 # Wan2.1-T2V-1.3B's transformer (diffusers' conversion of the official config): 30 blocks of width 1536.
 WAN21_T2V_1_3B = dict(
@@ -42,30 +42,60 @@ WAN21_T2V_1_3B = dict(
     eps=1e-6,
     rope_max_seq_len=1024,
 )
-WAN_PSI = (
-    "transformer.condition_embedder.time_embedder",
-    "transformer.condition_embedder.time_proj",
-    "transformer.scale_shift_table",
-    "transformer.proj_out",
-)
+# Ψ as the official Wan detail expert has it (Vchitect/DCM modeling_wan.py): a copy of the whole
+# condition embedder (time embedding, its projection and the text projection) and of proj_out; the
+# output norm's scale_shift_table stays shared and frozen.
+WAN_PSI = ("transformer.condition_embedder", "transformer.proj_out")
 
 
 class WanNetwork(DiffusersNetwork):
     """``(x: b c f h w, timestep: (b,) = 1000·σ, text_embeds: b l d, text_mask: b l) → v`` (plus the
-    hidden states of ``feature_blocks``) around a diffusers WanTransformer3DModel; each of its
-    ``blocks`` is the FSDP2 and activation-checkpointing unit."""
+    hidden states of ``feature_blocks`` and, with ``feature_heads``, each through the output head);
+    each of its ``blocks`` is the FSDP2 and activation-checkpointing unit."""
 
     @property
     def blocks(self) -> nn.ModuleList:
         return self.transformer.blocks
 
+    def feature_frames(self, latent_frames: int) -> int:
+        return latent_frames // self.config.patch_size[0]
+
     def forward(
-        self, x: Tensor, timestep: Tensor, text_embeds: Tensor, text_mask: Tensor, feature_blocks: Sequence[int] = ()
+        self,
+        x: Tensor,
+        timestep: Tensor,
+        text_embeds: Tensor,
+        text_mask: Tensor,
+        feature_blocks: Sequence[int] = (),
+        feature_heads: bool = False,
     ):
         text = text_embeds * text_mask.unsqueeze(-1).to(text_embeds.dtype)
-        with block_outputs(self.transformer.blocks, feature_blocks) as features:
-            v = self.transformer(hidden_states=x, timestep=timestep, encoder_hidden_states=text, return_dict=False)[0]
-        return (v, features) if feature_blocks else v
+        transformer = self.transformer
+        with (
+            block_outputs(transformer.blocks, feature_blocks) as features,
+            first_call(transformer.condition_embedder) as conditions,
+        ):
+            v = transformer(hidden_states=x, timestep=timestep, encoder_hidden_states=text, return_dict=False)[0]
+        heads = (lambda: [self.output_head(f, conditions["output"][0], x) for f in features]) if feature_heads else None
+        return network_output(v, features, heads)
+
+    def output_head(self, hidden: Tensor, temb: Tensor, x: Tensor) -> Tensor:
+        """Video tokens (b n d) → b c f h w through the transformer's own tail: the norm modulated by
+        ``scale_shift_table`` + temb, ``proj_out`` and the unpatchify of WanTransformer3DModel.forward."""
+        transformer = self.transformer
+        batch, _, frames, height, width = x.shape
+        p_t, p_h, p_w = transformer.config.patch_size
+        table = transformer.scale_shift_table.to(temb.device)
+        if temb.ndim == 3:  # per-token timesteps (Wan 2.2 TI2V)
+            shift, scale = (table.unsqueeze(0) + temb.unsqueeze(2)).chunk(2, dim=2)
+            shift, scale = shift.squeeze(2), scale.squeeze(2)
+        else:
+            shift, scale = (table + temb.unsqueeze(1)).chunk(2, dim=1)
+        shift, scale = shift.to(hidden.device), scale.to(hidden.device)
+        out = (transformer.norm_out(hidden.float()) * (1 + scale) + shift).type_as(hidden)
+        out = transformer.proj_out(out)
+        out = out.reshape(batch, frames // p_t, height // p_h, width // p_w, p_t, p_h, p_w, -1)
+        return out.permute(0, 7, 1, 4, 2, 5, 3, 6).flatten(6, 7).flatten(4, 5).flatten(2, 3)
 
 
 def _prompt_encoder(pipeline, max_tokens: int) -> Callable[[Sequence[str]], TextCondition]:

@@ -95,3 +95,38 @@ def test_a_missing_or_empty_prompt_file_is_one_sentence(tmp_path):
     (tmp_path / "empty.txt").write_text("\n  \n")
     with pytest.raises(UserError, match="holds no prompts"):
         prompt_file_suite(tmp_path / "empty.txt", 4, 0)
+
+
+def test_a_cache_built_at_one_embedded_guidance_is_refused_by_a_config_with_another(tmp_path):
+    folder = write_pipeline_folder("hunyuan_video", tmp_path / "hunyuan")
+
+    def consumer(embedded_guidance: float) -> SimpleNamespace:
+        teacher = load_teacher(teacher_settings(folder, embedded_guidance=embedded_guidance))
+        teacher._encode = lambda prompts: TextCondition(  # stands in for Llama + CLIP (the tiny folder has none)
+            torch.ones(len(prompts), TEXT_TOKENS, TEXT_DIM),
+            torch.ones(len(prompts), TEXT_TOKENS, dtype=torch.bool),
+            torch.ones(len(prompts), POOLED_DIM),
+        )
+        return SimpleNamespace(
+            teacher=teacher, training_indices=lambda: [9, 5], needs_clean_sample=False, optimizer_steps_per_batch=1
+        )
+
+    cache = _data(tmp_path, num_trajectories=2, cache_dtype="float32").prepare_cache(consumer(6.0))
+    assert cache.spec.embedded_guidance == 6.0 and cache.spec.negative_prompt is None  # HunyuanVideo: no CFG
+    with pytest.raises(UserError, match="embedded_guidance is 6.0 in the cache but 4.0 was requested"):
+        _data(tmp_path, num_trajectories=2, cache_dtype="float32").prepare_cache(consumer(4.0))
+
+
+def test_a_cache_built_with_one_negative_prompt_is_refused_by_a_config_with_another(tmp_path):
+    folder = write_pipeline_folder("wan", tmp_path / "wan", text_encoder=True)
+
+    def consumer(negative_prompt: str) -> SimpleNamespace:
+        teacher = load_teacher(teacher_settings(folder, text_encoders=True, negative_prompt=negative_prompt))
+        return SimpleNamespace(
+            teacher=teacher, training_indices=lambda: [9, 5], needs_clean_sample=False, optimizer_steps_per_batch=1
+        )
+
+    cache = _data(tmp_path, num_trajectories=2).prepare_cache(consumer(""))
+    assert cache.spec.negative_prompt == "" and cache.spec.embedded_guidance is None
+    with pytest.raises(UserError, match="negative_prompt is '' in the cache but 'a dog' was requested"):
+        _data(tmp_path, num_trajectories=2).prepare_cache(consumer("a dog"))

@@ -81,3 +81,14 @@ def test_the_kappa_table_trains_each_kappa_and_reuses_the_default_dcm_runs():
     assert rows["DCM-4 κ=37 (default)"] == ("dcm", 4)
     assert rows["DCM-8 κ=33 (suggested)"] == ("dcm_k33", 8)
     assert list(rows)[:3] == ["DCM-4 κ=37 (default)", "DCM-4 κ=33 (suggested)", "DCM-4 κ=29"]
+
+
+def test_the_baseline_sweep_trains_each_rate_and_reuses_the_comparisons_run_at_the_shipped_rate():
+    from experiments.compare.run_sweep import shipped_rate, sweep
+
+    shipped = shipped_rate("lcm_tiny")
+    stages, rows = sweep([1e-5, shipped])
+    assert stages["lcm_lr1e-05"] == tiny_table.Stage("lcm_tiny", {"learning_rate": 1e-5}, None, 2)  # DCM's budget
+    assert rows[f"LCM-4 lr {shipped:g}"] == ("lcm", 4)  # the name `make compare` trains it under
+    assert rows[f"PCM-4 lr {shipped_rate('pcm_tiny'):g}"] == ("pcm", 4)
+    assert set(stages) == {"lcm_lr1e-05", "lcm", "pcm_lr1e-05", "pcm"}

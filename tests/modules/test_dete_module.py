@@ -156,9 +156,22 @@ def test_each_rank_draws_its_own_adversarial_noise_and_rank_zero_the_one_process
         draws[rank] = (fake, sigma_adv)
     assert not torch.equal(draws[0][0], draws[1][0])  # other ε (and, here, other σ_adv) on rank 1
     generator = step_generator(module._seed, module.global_step)  # the one-process stream: (seed, step)
-    detail_range = torch.tensor(module.segment.sample_indices())
-    drawn = detail_range[torch.randint(len(detail_range), (2,), generator=generator)]
+    below = torch.tensor(module.segment.sample_indices()) - 1  # official: one grid level below, σ_{−1} = 0
+    drawn = below[torch.randint(len(below), (2,), generator=generator)]
     torch.testing.assert_close(draws[0][1], torch.maximum(module.sigma(drawn), step.sigma_end))
+
+
+def test_sigma_adv_is_drawn_one_grid_level_below_the_detail_range_as_the_official_code_draws_it(chained):
+    _, semantic = chained
+    levels = {}
+    for choice in ("below", "detail_range"):
+        module = DetEModule(
+            semantic_checkpoint=str(semantic), detail=LORA_4, adversarial=AdversarialSpec(noise_levels=choice)
+        )
+        levels[choice] = set(module.adversarial_noise((256, 1))[0].tolist())  # 256 draws: every level
+    detail = set(module.segment.sample_indices())  # grid points 0..κ
+    assert levels["detail_range"] == detail
+    assert levels["below"] == {i - 1 for i in detail}  # σ_{−1} = 0 … σ_{κ−1}
 
 
 def _manual_optimization_harness(module):

@@ -50,8 +50,12 @@ def test_the_detail_expert_wraps_wan_with_lora_and_its_timestep_layers(wan):
     )
     names = experts.trainable_names()
     assert any("blocks.0.attn1.to_q.lora_A" in n for n in names)
-    assert "psi_parameters.transformer/scale_shift_table" in names
-    assert any(n.startswith("psi.transformer/condition_embedder/time_proj.") for n in names)
+    # Ψ as the official Wan detail expert: the whole condition embedder (text projection included) and
+    # proj_out are copied; scale_shift_table stays shared and frozen.
+    assert any(n.startswith("psi.transformer/condition_embedder.text_embedder.") for n in names)
+    assert any(n.startswith("psi.transformer/condition_embedder.time_proj.") for n in names)
+    assert any(n.startswith("psi.transformer/proj_out.") for n in names)
+    assert not any("scale_shift_table" in n for n in names)
     x = torch.randn(2, *LATENT, generator=torch.Generator().manual_seed(3))
     args = (x, torch.tensor([900.0, 300.0]), _text().embeds, _text().mask)
     with torch.no_grad():
