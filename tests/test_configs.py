@@ -30,7 +30,7 @@ def cli_arguments(config: Path) -> list[str]:
 
 
 def test_there_are_configs_and_presets():
-    assert len(CONFIGS) == 15
+    assert len(CONFIGS) == 19
     assert [p.name for p in PRESETS] == ["gpu_3x8.yaml", "tiny_cpu.yaml"]
 
 

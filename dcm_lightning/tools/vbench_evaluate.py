@@ -1,4 +1,5 @@
-"""``python -m dcm_lightning vbench-evaluate``: run VBench's own evaluator on generated videos."""
+"""``python -m dcm_lightning vbench-evaluate``: VBench's own evaluator on generated videos — the scoring
+half of ``validate --config configs/vbench_*.yaml`` for one folder."""
 
 from __future__ import annotations
 
@@ -9,27 +10,24 @@ from pathlib import Path
 
 import torch
 
+from dcm_lightning.data.vbench_prompts import vbench_info_path
 from dcm_lightning.errors import UserError
-from dcm_lightning.evaluation.vbench_prompts import vbench_info_path
-from dcm_lightning.evaluation.vbench_score import (
-    QUALITY_DIMENSIONS,
-    SEMANTIC_DIMENSIONS,
-    read_vbench_results,
-    vbench_scores,
-)
+from dcm_lightning.evaluation.vbench_evaluator import run_vbench, vbench_report, write_model_report
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m dcm_lightning vbench-evaluate",
-        description="Score a folder written by `vbench-generate` with VBench's own evaluator (standard mode; needs "
-        "the full vbench install with its dependencies and model weights), then print its raw per-dimension scores "
-        "and, when all 16 dimensions are present, Total/Quality/Semantic with VBench's official aggregation.",
+        description="Score a folder written by `vbench-generate` (or `validate` with a VBench config) with VBench's "
+        "own evaluator in standard mode, one dimension at a time (needs the full vbench install with its "
+        "dependencies and model weights); writes VIDEOS/results.json and results.md: each dimension's score, each "
+        "that could not run with the reason, and Total/Quality/Semantic by VBench's official aggregation when all 16 "
+        "dimensions ran.",
     )
     parser.add_argument("--videos", required=True, help="the folder of videos and manifest.json")
     parser.add_argument("--dimensions", nargs="+", default=None, help="default: the manifest's dimensions")
     parser.add_argument("--out", default=None, help="VBench's output folder (default: VIDEOS/vbench_results)")
-    parser.add_argument("--name", default="dcm", help="run name; VBench writes <name>_eval_results.json")
+    parser.add_argument("--name", default="dcm", help="run name; VBench writes <name>-<dimension>_eval_results.json")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return parser
 
@@ -44,23 +42,9 @@ def main(argv: Sequence[str]) -> None:
     dimensions = args.dimensions or manifest["dimensions"]
     info = Path(manifest["prompt_source"]["file"])
     info = info if info.is_file() else vbench_info_path()
-    try:
-        from vbench import VBench
-    except ImportError as error:
-        raise UserError(
-            f"VBench's evaluator cannot be imported ({error}); install vbench with its dependencies and weights "
-            "to score videos (generating them needs only `pip install --no-deps vbench`)."
-        ) from None
     out = Path(args.out) if args.out else videos / "vbench_results"
-    VBench(args.device, str(info), str(out)).evaluate(
-        videos_path=str(videos), name=args.name, dimension_list=list(dimensions), mode="vbench_standard"
-    )
-    scores = read_vbench_results([out / f"{args.name}_eval_results.json"])
-    for name, score in scores.items():
-        print(f"{name:>24}  {score:.4f}")
-    missing = [d for d in (*QUALITY_DIMENSIONS, *SEMANTIC_DIMENSIONS) if d not in scores]
-    if missing:
-        print(f"Total/Quality/Semantic need all 16 dimensions; missing: {', '.join(missing)}.")
-        return
-    for name, value in vbench_scores(scores).items():
-        print(f"{name:>24}  {100 * value:.2f} %")
+    outcome = run_vbench(videos, list(dimensions), info, out, args.name, args.device)
+    if not outcome.scores and outcome.not_run:
+        raise UserError(next(iter(outcome.not_run.values())) + ".")
+    label = manifest.get("model", {}).get("label", videos.name)
+    print(write_model_report(videos, vbench_report(label, outcome, manifest)))

@@ -12,9 +12,9 @@ import imageio.v3 as iio
 import pytest
 
 from dcm_lightning.cli import main
+from dcm_lightning.data import vbench_prompts
+from dcm_lightning.data.vbench_prompts import load_full_info, select_prompts, video_name
 from dcm_lightning.errors import UserError
-from dcm_lightning.evaluation import vbench_prompts
-from dcm_lightning.evaluation.vbench_prompts import load_full_info, select_prompts, video_name
 
 MANIFEST_KEYS = {
     "prompt_source",
@@ -30,6 +30,7 @@ MANIFEST_KEYS = {
     "prompt_augmentation",
     "model",
     "prompts",
+    "prompt_records",
 }
 
 
@@ -78,7 +79,7 @@ def test_a_two_by_two_subset_of_the_tiny_teacher_is_named_for_vbench_with_a_comp
     assert len(manifest["prompt_source"]["sha256"]) == 64
     assert manifest["steps"] == 2 and manifest["frames"] == 8 and manifest["prompt_augmentation"] is False
     assert manifest["resolution"]["height"] == 128 and manifest["guidance_scale"] == 4.0
-    seeds = [v["seed"] for p in manifest["prompts"] for v in p["videos"]]
+    seeds = [v["seed"] for p in manifest["prompt_records"] for v in p["videos"]]
     assert len(set(seeds)) == 20
     frames = iio.imread(subset / files[0], plugin="pyav")
     assert frames.shape == (8, 128, 128, 3)
@@ -97,29 +98,42 @@ def test_augmented_prompts_generate_from_the_long_text_but_keep_vbenchs_names(tm
     )
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["prompt_augmentation"] is True
-    assert manifest["prompts"][0]["generated_from"].endswith("moving left")
+    assert manifest["prompt_records"][0]["generated_from"].endswith("moving left")
     assert (out / f"{prompt}-0.mp4").exists()
 
 
-def test_the_driver_runs_vbenchs_evaluator_in_standard_mode(subset, tmp_path, monkeypatch, capsys):
-    calls = {}
+def test_the_driver_runs_vbenchs_evaluator_in_standard_mode_one_dimension_at_a_time(
+    subset, tmp_path, monkeypatch, capsys
+):
+    """A stand-in for VBench's evaluator (the real one needs torchvision and model weights, which this
+    machine cannot have): one call per dimension, and a dimension VBench fails on is named, not 0."""
+    calls = []
 
     class FakeVBench:
         def __init__(self, device, full_info_dir, output_path):
-            calls["init"] = (device, full_info_dir, output_path)
-            Path(output_path).mkdir(parents=True, exist_ok=True)
+            self.output = Path(output_path)
+            calls.append(("init", device, full_info_dir))
 
         def evaluate(self, videos_path, name, dimension_list, mode):
-            calls["evaluate"] = (videos_path, name, dimension_list, mode)
-            results = {"color": [0.75, []], "scene": [0.25, []]}
-            (Path(calls["init"][2]) / f"{name}_eval_results.json").write_text(json.dumps(results))
+            calls.append(("evaluate", videos_path, name, dimension_list, mode))
+            if dimension_list == ["scene"]:
+                raise FileNotFoundError("tag2text weights not found")
+            (self.output / f"{name}_eval_results.json").write_text(json.dumps({"color": [0.75, []]}))
 
     monkeypatch.setitem(sys.modules, "vbench", types.SimpleNamespace(VBench=FakeVBench))
     main(["vbench-evaluate", "--videos", str(subset), "--out", str(tmp_path / "results"), "--device", "cpu"])
-    assert calls["evaluate"] == (str(subset), "dcm", ["color", "scene"], "vbench_standard")
-    assert calls["init"][1].endswith("VBench_full_info.json")
+    evaluated = [c[1:] for c in calls if c[0] == "evaluate"]
+    assert evaluated == [
+        (str(subset), "dcm-color", ["color"], "vbench_standard"),
+        (str(subset), "dcm-scene", ["scene"], "vbench_standard"),
+    ]
+    assert calls[0][2].endswith("VBench_full_info.json")
+    results = json.loads((subset / "results.json").read_text())
+    assert results["dimensions"] == {"color": 0.75}
+    assert results["not_run"] == {"scene": "FileNotFoundError: tag2text weights not found"}
+    assert results["official"] is None and "subject consistency" in results["missing_for_total"]
     printed = capsys.readouterr().out
-    assert "color  0.7500" in printed and "missing: subject consistency" in printed
+    assert "| color | 0.7500 |" in printed and "| scene | not run: FileNotFoundError" in printed
 
 
 def test_the_driver_without_vbenchs_evaluator_says_what_to_install(subset, monkeypatch, capsys):

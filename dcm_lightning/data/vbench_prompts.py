@@ -1,4 +1,5 @@
-"""VBench's prompt list, subsets of it by dimension, and VBench's video naming.
+"""VBench's prompt list, subsets of it by dimension, VBench's video naming, and the (prompt, index)
+jobs of a subset with their noise seeds.
 
 The list is ``VBench_full_info.json`` from the ``vbench`` package, read as a file: the package is
 found without being imported (``pip install --no-deps vbench`` is enough, its evaluators' heavy
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dcm_lightning.errors import UserError
+from dcm_lightning.randomness import clip_seed
 
 INFO_FILE = "VBench_full_info.json"
 INSTALL_HINT = "install VBench's prompt list with `pip install --no-deps vbench==0.1.5`"
@@ -48,14 +50,20 @@ class VBenchPrompt:
     dimensions: list[str] = field(default_factory=list)
 
 
-def select_prompts(full_info: list[dict], dimensions: list[str], per_dimension: int) -> list[VBenchPrompt]:
-    """The first ``per_dimension`` prompts (in the file's order) listed under each dimension; a prompt
-    chosen for two dimensions appears once, with both."""
-    known = sorted({d for entry in full_info for d in entry["dimension"]})
+def all_dimensions(full_info: list[dict]) -> list[str]:
+    """Every dimension the prompt list names (VBench's 16), sorted."""
+    return sorted({d for entry in full_info for d in entry["dimension"]})
+
+
+def select_prompts(full_info: list[dict], dimensions: list[str] | str, per_dimension: int | None) -> list[VBenchPrompt]:
+    """The first ``per_dimension`` prompts (in the file's order; None: all) listed under each
+    dimension (``"all"``: every dimension); a prompt chosen for two dimensions appears once, with both."""
+    known = all_dimensions(full_info)
+    dimensions = known if dimensions == "all" else list(dimensions)
     unknown = [d for d in dimensions if d not in known]
     if unknown:
         raise UserError(f"unknown VBench dimension(s) {', '.join(unknown)}; VBench has: {', '.join(known)}.")
-    if per_dimension < 1:
+    if per_dimension is not None and per_dimension < 1:
         raise UserError("choose at least one prompt per dimension.")
     chosen: dict[str, VBenchPrompt] = {}
     for dimension in dimensions:
@@ -80,3 +88,44 @@ def load_augmented_prompts(path: Path) -> dict[str, str]:
     if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
         raise UserError(f"{path} must be a JSON object mapping each VBench prompt to its augmented prompt.")
     return mapping
+
+
+@dataclass(frozen=True)
+class VBenchJob:
+    """One video of a subset: VBench's ``prompt`` (the file name's), the ``text`` it is generated
+    from (an augmented prompt, or the prompt itself), its ``index`` among the prompt's videos, the
+    seed of its initial noise and the dimensions the prompt was chosen for."""
+
+    prompt: str
+    text: str
+    index: int
+    seed: int
+    dimensions: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return video_name(self.prompt, self.index)
+
+
+def vbench_jobs(
+    prompts: list[VBenchPrompt], videos_per_prompt: int, seed: int, augmented: dict[str, str] | None = None
+) -> list[VBenchJob]:
+    """Every (prompt, index) video of a subset, in prompt order: prompt number p's video i starts from
+    the noise of ``clip_seed(seed, p · videos_per_prompt + i)``, whichever model and rank makes it."""
+    if videos_per_prompt < 1:
+        raise UserError("videos_per_prompt must be at least 1.")
+    augmented = augmented or {}
+    missing = [p.prompt for p in prompts if augmented and p.prompt not in augmented]
+    if missing:
+        raise UserError(f"the augmented prompts have none for {missing[0]!r}.")
+    return [
+        VBenchJob(
+            entry.prompt,
+            augmented.get(entry.prompt, entry.prompt),
+            index,
+            clip_seed(seed, number * videos_per_prompt + index),
+            tuple(entry.dimensions),
+        )
+        for number, entry in enumerate(prompts)
+        for index in range(videos_per_prompt)
+    ]
