@@ -140,7 +140,7 @@ class TrainingSamples(L.Callback):
         """Sample the prompts in waves (see the class docstring), write and log; the round's seconds."""
         rank, world = trainer.global_rank, trainer.world_size
         count = self._limit.get(kind, len(self._conditions))
-        out = Path(trainer.default_root_dir) / "samples" / folder
+        out = Path(trainer.default_root_dir) / self.folder_name / folder
         previews, slowest, done = [], 0.0, 0
         start = time.monotonic()
         was_training = pl_module.training
@@ -163,6 +163,7 @@ class TrainingSamples(L.Callback):
         seconds = trainer.strategy.broadcast(time.monotonic() - start, src=0)  # the same on every rank
         if trainer.is_global_zero:
             self._log(trainer, kind, torch.cat(previews), seconds, sampler.model)
+            self.round_written(trainer, kind, out, done)
         if seconds > self.max_seconds:
             self._limit[kind] = max(1, int(done * self.max_seconds / seconds))
         if (seconds > self.max_seconds or done < len(self.prompts)) and kind not in self._warned:
@@ -175,8 +176,20 @@ class TrainingSamples(L.Callback):
             )
         return seconds
 
+    # What a subclass may change: the run subfolder, the file names and noise seeds, and what follows a round.
+    folder_name = "samples"
+
+    def video_name(self, index: int) -> str:
+        return f"{prompt_slug(self.prompts[index], '-', 48)}-{self.noise_seed(index)}.mp4"
+
+    def noise_seed(self, index: int) -> int:
+        return self.seed + index
+
+    def round_written(self, trainer: L.Trainer, kind: str, out: Path, count: int) -> None:
+        """Rank 0, after a round's first ``count`` videos are written to ``out``."""
+
     def _latents(self, trainer: L.Trainer, pl_module: L.LightningModule, sampler: Sampler, index: int) -> Tensor:
-        noise = seeded_noise([self.seed + index], sampler.model.latent_shape()).to(pl_module.device)
+        noise = seeded_noise([self.noise_seed(index)], sampler.model.latent_shape()).to(pl_module.device)
         condition = self._conditions[index].to(pl_module.device)
         with torch.no_grad(), trainer.precision_plugin.forward_context():  # the training step's autocast
             return sampler.latents(noise, condition)
@@ -188,8 +201,7 @@ class TrainingSamples(L.Callback):
         for offset, sample in enumerate(latents):
             index = first + offset
             video = self._decode(sample.unsqueeze(0)).float().cpu()  # 1 c f h w in [0, 1]
-            name = f"{prompt_slug(self.prompts[index], '-', 48)}-{self.seed + index}.mp4"
-            write_mp4(out / name, video[0], fps=model.fps, upscale=model.display_upscale)
+            write_mp4(out / self.video_name(index), video[0], fps=model.fps, upscale=model.display_upscale)
             previews.append(preview(video, self.grid_frames, self.grid_height))
         return previews
 
