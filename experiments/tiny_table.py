@@ -204,6 +204,14 @@ def table_parser(description: str, out_dir: Path) -> argparse.ArgumentParser:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--root", default="runs/ablation", help="where the runs go (shared by the tables)")
     parser.add_argument("--out", default=str(out_dir.relative_to(REPO)), help="where the result files go")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=None,
+        metavar="STAGE",
+        help="train only these stages (every seed, in this order) and stop before scoring: to schedule the "
+        "stages a change affects first; a later full run skips them",
+    )
     return parser
 
 
@@ -227,9 +235,15 @@ def run_table(
     start = time.perf_counter()
     build_cache()
     seconds = {}  # 0: the stage was already done (by an earlier run or the other table)
+    only = args.only or list(stages)
+    unknown = sorted(set(only) - set(stages))
+    if unknown:
+        raise SystemExit(f"unknown stages {unknown}; this table's are {list(stages)}")
     for seed in args.seeds:
-        for name, stage in stages.items():
-            seconds[f"seed{seed}/{name}"] = round(fit(stage, name, seed, args.steps, root), 1)
+        for name in only:
+            seconds[f"seed{seed}/{name}"] = round(fit(stages[name], name, seed, args.steps, root), 1)
+    if args.only:
+        return
     models = [{"label": "teacher-50", "checkpoint": None, "steps": 50}]
     models += [
         {"label": f"{row}/seed{seed}", "checkpoint": str(root / f"seed{seed}" / stage / "final.ckpt"), "steps": steps}

@@ -30,6 +30,12 @@ from dcm_lightning.sampling import denoiser
 from dcm_lightning.teachers.base import VideoModel, module_fingerprint
 
 STUDENT_PREFIX = "student.network."
+# adversarial.loss → the generator's GAN term
+GENERATOR_TERMS = {
+    "hinge": hinge_generator_loss,
+    "linear": linear_generator_loss,
+    "non_saturating": non_saturating_generator_loss,
+}
 
 
 class DetEModule(ConsistencyDistillationModule):
@@ -257,8 +263,7 @@ class DetEModule(ConsistencyDistillationModule):
         self.log("train/loss", step.losses["loss"].detach(), prog_bar=True, batch_size=len(batch["index"]))
 
     def _generator_term(self, logits: Tensor) -> Tensor:
-        terms = {"hinge": hinge_generator_loss, "linear": linear_generator_loss}
-        return terms.get(self.adversarial.loss, non_saturating_generator_loss)(logits)
+        return GENERATOR_TERMS[self.adversarial.loss](logits)
 
     def configure_optimizers(self):
         generator = torch.optim.AdamW(
