@@ -7,7 +7,7 @@ TEACHER_STAGE2 := runs/teacher_tiny_stage2
 TEACHER_OUT := dcm_lightning/teachers/weights/tiny_teacher
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-slow lint demo teacher-tiny teacher-eval cache-tiny seme-tiny lcm-tiny pcm-tiny dete-tiny dete-full-tiny eval-tiny ablation-od-pe-tc compare sweep-baselines boundary-tiny kappa-tiny psi-tiny figures tensorboard clean
+.PHONY: help install test test-slow lint demo teacher-tiny teacher-eval cache-tiny seme-tiny lcm-tiny pcm-tiny dete-tiny dete-full-tiny eval-tiny ablation-od-pe-tc compare sweep-baselines gap-tiny boundary-tiny kappa-tiny psi-tiny figures tensorboard clean
 
 # the tiny tier's machine preset, laid under every tiny experiment file (configs/README.md)
 TINY := --config configs/presets/tiny_cpu.yaml
@@ -80,6 +80,9 @@ compare: install ## teacher-50 vs LCM-4, PCM-4, DCM-4, DCM-8 x 3 seeds -> experi
 
 sweep-baselines: install ## LCM's and PCM's learning rate (4 rates, seed 0) -> experiments/compare/sweep/
 	$(PY) -m experiments.compare.run_sweep
+
+gap-tiny: install ## where DCM-4's gap to teacher-50 lies: one change per row x 3 seeds -> experiments/gap/
+	$(PY) -m experiments.gap.run_gap
 
 boundary-tiny: install ## suggest κ from the tiny teacher's cached trajectories -> experiments/boundary/
 	$(PY) -m dcm_lightning cache $(TINY) --config configs/seme_tiny.yaml

@@ -92,3 +92,12 @@ def test_the_baseline_sweep_trains_each_rate_and_reuses_the_comparisons_run_at_t
     assert rows[f"LCM-4 lr {shipped:g}"] == ("lcm", 4)  # the name `make compare` trains it under
     assert rows[f"PCM-4 lr {shipped_rate('pcm_tiny'):g}"] == ("pcm", 4)
     assert set(stages) == {"lcm_lr1e-05", "lcm", "pcm_lr1e-05", "pcm"}
+
+
+def test_the_gap_table_adds_one_change_per_row_to_dcms_default_stages():
+    from experiments.gap.run_gap import stages_and_rows
+
+    stages, rows = stages_and_rows(["length", "capacity"])
+    assert stages["dcm_x4"] == tiny_table.Stage("dete_tiny", {}, "seme_tc_x4", 8)  # 4·S batches: 8·S steps
+    assert stages["dcm_r64"].semantic == "seme_tc" and stages["dcm"] == tiny_table.DCM_STAGES["dcm"]
+    assert rows == {"DCM-4 (default)": ("dcm", 4), "DCM-4 length": ("dcm_x4", 4), "DCM-4 capacity": ("dcm_r64", 4)}
