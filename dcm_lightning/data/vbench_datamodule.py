@@ -83,7 +83,7 @@ class VBenchDataModule(L.LightningDataModule):
         return {
             "prompt_source": {"file": str(self.info_path), "sha256": file_sha256(self.info_path)},
             "dimensions": self.dimensions,
-            "prompts": len(self.prompts),
+            "num_prompts": len(self.prompts),
             "videos_per_prompt": self.videos_per_prompt,
             "naming": "{prompt}-{index}.mp4",
             "seeds": {

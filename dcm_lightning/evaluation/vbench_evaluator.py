@@ -82,7 +82,7 @@ def write_model_report(folder: Path, report: dict) -> str:
     lines += [f"| {name} | {score:.4f} |" for name, score in sorted(report["dimensions"].items())]
     lines += [f"| {name} | not run: {reason} |" for name, reason in sorted(report["not_run"].items())]
     manifest = report["manifest"]
-    lines += ["", f"{manifest['videos']} videos of {manifest['prompts']} prompts, {manifest['steps']} steps."]
+    lines += ["", f"{manifest['videos']} videos of {manifest['num_prompts']} prompts, {manifest['steps']} steps."]
     markdown = "\n".join(lines) + "\n"
     (folder / "results.json").write_text(json.dumps(report, indent=1) + "\n")
     (folder / "results.md").write_text(markdown)

@@ -84,6 +84,10 @@ class VBenchModule(L.LightningModule):
                 self.samplers[model.label] = sampler
                 self.networks[model.label.replace(".", "_")] = sampler.model
 
+    def configure_model(self) -> None:
+        """Nothing is sharded: each rank holds whole models and generates its own videos (the data
+        parallelism is over videos), under ``ModelParallelStrategy`` (the GPU preset) as under DDP."""
+
     def on_validation_epoch_start(self) -> None:
         if self.trainer.is_global_zero:  # what a killed run was writing (write_mp4's temporary folders)
             for model in self.models:
@@ -159,7 +163,7 @@ class VBenchModule(L.LightningModule):
                 "kind": sampler.kind,
                 "checkpoint": model.checkpoint or "shipped tiny teacher",
             },
-            "prompt_records": list(records.values()),
+            "prompts": list(records.values()),
         }
 
     def _log(self, label: str, report: dict) -> None:

@@ -30,7 +30,7 @@ MANIFEST_KEYS = {
     "prompt_augmentation",
     "model",
     "prompts",
-    "prompt_records",
+    "num_prompts",
 }
 
 
@@ -79,7 +79,7 @@ def test_a_two_by_two_subset_of_the_tiny_teacher_is_named_for_vbench_with_a_comp
     assert len(manifest["prompt_source"]["sha256"]) == 64
     assert manifest["steps"] == 2 and manifest["frames"] == 8 and manifest["prompt_augmentation"] is False
     assert manifest["resolution"]["height"] == 128 and manifest["guidance_scale"] == 4.0
-    seeds = [v["seed"] for p in manifest["prompt_records"] for v in p["videos"]]
+    seeds = [v["seed"] for p in manifest["prompts"] for v in p["videos"]]
     assert len(set(seeds)) == 20
     frames = iio.imread(subset / files[0], plugin="pyav")
     assert frames.shape == (8, 128, 128, 3)
@@ -98,7 +98,7 @@ def test_augmented_prompts_generate_from_the_long_text_but_keep_vbenchs_names(tm
     )
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["prompt_augmentation"] is True
-    assert manifest["prompt_records"][0]["generated_from"].endswith("moving left")
+    assert manifest["prompts"][0]["generated_from"].endswith("moving left")
     assert (out / f"{prompt}-0.mp4").exists()
 
 
