@@ -209,8 +209,12 @@ def table_parser(description: str, out_dir: Path) -> argparse.ArgumentParser:
         nargs="+",
         default=None,
         metavar="STAGE",
-        help="train only these stages (every seed, in this order) and stop before scoring: to schedule the "
-        "stages a change affects first; a later full run skips them",
+        help="train only these stages (every seed, in this order): to schedule the stages a change affects "
+        "first; a later full run skips them",
+    )
+    parser.add_argument("--train-only", action="store_true", help="stop after training, before scoring")
+    parser.add_argument(
+        "--rows", nargs="+", default=None, metavar="ROW", help="score only these rows (and the teacher)"
     )
     return parser
 
@@ -242,8 +246,12 @@ def run_table(
     for seed in args.seeds:
         for name in only:
             seconds[f"seed{seed}/{name}"] = round(fit(stages[name], name, seed, args.steps, root), 1)
-    if args.only:
+    if args.train_only:
         return
+    unknown = sorted(set(args.rows or ()) - set(rows))
+    if unknown:
+        raise SystemExit(f"unknown rows {unknown}; this table's are {list(rows)}")
+    rows = {label: rows[label] for label in args.rows} if args.rows else rows
     models = [{"label": "teacher-50", "checkpoint": None, "steps": 50}]
     models += [
         {"label": f"{row}/seed{seed}", "checkpoint": str(root / f"seed{seed}" / stage / "final.ckpt"), "steps": steps}
