@@ -69,7 +69,6 @@ class VBenchModule(L.LightningModule):
         self.video = {k: v for k, v in dict(num_frames=num_frames, height=height, width=width).items() if v}
         self.samplers: dict[str, Sampler] = {}
         self.networks = nn.ModuleDict()  # so that Lightning moves every model to the rank's device
-        self.generated: dict[str, int] = {}
         self.results: dict[str, dict] = {}
 
     def folder(self, label: str) -> Path:
@@ -95,7 +94,6 @@ class VBenchModule(L.LightningModule):
                 for partial in self.folder(model.label).glob(".partial-*"):
                     shutil.rmtree(partial, ignore_errors=True)
         self.trainer.strategy.barrier()
-        self.generated = {m.label: 0 for m in self.models}
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
         jobs: list[VBenchJob] = [self.trainer.datamodule.jobs[i] for i in batch.tolist()]
@@ -109,7 +107,6 @@ class VBenchModule(L.LightningModule):
                 write_mp4(
                     folder / job.name, video, fps=self.fps or sampler.model.fps, upscale=sampler.model.display_upscale
                 )
-            self.generated[model.label] += len(todo)
 
     def on_validation_epoch_end(self) -> None:
         self.trainer.strategy.barrier()  # every rank's videos are written
