@@ -142,3 +142,34 @@ def test_the_driver_without_vbenchs_evaluator_says_what_to_install(subset, monke
         main(["vbench-evaluate", "--videos", str(subset)])
     assert exit_info.value.code == 2
     assert "install vbench with its dependencies" in capsys.readouterr().err
+
+
+def test_validate_logs_each_models_vbench_scores_and_writes_its_results(tmp_path, monkeypatch):
+    """The VBench module in one process with a stand-in evaluator: scalars vbench/<label>/<dimension>,
+    each row's results.json, and the table over the rows."""
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger
+
+    from dcm_lightning.data.vbench_datamodule import VBenchDataModule
+    from dcm_lightning.evaluation import EvaluatedModel, VBenchModule
+
+    info = str(vbench_prompts.vbench_info_path())
+
+    class FakeVBench:
+        def __init__(self, device, full_info_dir, output_path):
+            self.output = Path(output_path)
+            self.output.mkdir(parents=True, exist_ok=True)
+
+        def evaluate(self, videos_path, name, dimension_list, mode):
+            (self.output / f"{name}_eval_results.json").write_text(json.dumps({dimension_list[0]: [0.5, []]}))
+
+    data = VBenchDataModule(["color"], 1, 2, full_info=info)
+    module = VBenchModule([EvaluatedModel("t-1", None, 1)], str(tmp_path / "videos"), evaluator_device="cpu")
+    monkeypatch.setitem(sys.modules, "vbench", types.SimpleNamespace(VBench=FakeVBench))
+    logger = CSVLogger(tmp_path, name="csv")
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=logger, enable_progress_bar=False)
+    trainer.validate(module, datamodule=data, verbose=False)
+    results = json.loads((tmp_path / "videos" / "t-1" / "results.json").read_text())
+    assert results["dimensions"] == {"color": 0.5} and results["not_run"] == {}
+    assert "vbench/t-1/color" in (Path(logger.log_dir) / "metrics.csv").read_text().splitlines()[0]
+    assert "| t-1 | — | — | — | 0.5000 |" in (tmp_path / "videos" / "results.md").read_text()
