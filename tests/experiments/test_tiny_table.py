@@ -86,12 +86,16 @@ def test_the_kappa_table_trains_each_kappa_and_reuses_the_default_dcm_runs():
 def test_the_baseline_sweep_trains_each_rate_and_reuses_the_comparisons_run_at_the_shipped_rate():
     from experiments.compare.run_sweep import shipped_rate, sweep
 
-    shipped = shipped_rate("lcm_tiny")
-    stages, rows = sweep([1e-5, shipped])
-    assert stages["lcm_lr1e-05"] == tiny_table.Stage("lcm_tiny", {"learning_rate": 1e-5}, None, 2)  # DCM's budget
-    assert rows[f"LCM-4 lr {shipped:g}"] == ("lcm", 4)  # the name `make compare` trains it under
-    assert rows[f"PCM-4 lr {shipped_rate('pcm_tiny'):g}"] == ("pcm", 4)
-    assert set(stages) == {"lcm_lr1e-05", "lcm", "pcm_lr1e-05", "pcm"}
+    lcm, pcm = shipped_rate("lcm_tiny"), shipped_rate("pcm_tiny")
+    other = 3e-4  # a rate neither config ships
+    stages, rows = sweep([other, lcm, pcm])
+    assert stages[f"lcm_lr{other:g}"] == tiny_table.Stage("lcm_tiny", {"learning_rate": other}, None, 2)  # DCM's budget
+    assert rows[f"LCM-4 lr {lcm:g}"] == ("lcm", 4)  # the name `make compare` trains it under
+    assert rows[f"PCM-4 lr {pcm:g}"] == ("pcm", 4)
+    expected = {"lcm", "pcm", f"lcm_lr{other:g}", f"pcm_lr{other:g}"}
+    if lcm != pcm:  # each baseline also trains the other's shipped rate under its own name
+        expected |= {f"lcm_lr{pcm:g}", f"pcm_lr{lcm:g}"}
+    assert set(stages) == expected
 
 
 def test_the_gap_table_adds_one_change_per_row_to_dcms_default_stages():
