@@ -1,5 +1,5 @@
 """DataLoaders every data module builds the same way: a fixed-order training stream that resumes
-exactly, and prompt suites as datasets."""
+exactly, prompt suites as datasets, and a split of a fixed list over ranks without padding."""
 
 from __future__ import annotations
 
@@ -52,3 +52,15 @@ def stream_loader(dataset: Dataset, items: Sequence[int], batch_size: int, num_w
         drop_last=True,
         persistent_workers=num_workers > 0,
     )
+
+
+class RankShare(DistributedSampler):
+    """Rank r of w takes items r, r + w, r + 2w, …: every item once over all ranks, none padded or
+    repeated (torch's DistributedSampler repeats items to even out the shares). Lightning keeps a
+    sampler that is already distributed."""
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, len(self.dataset), self.num_replicas))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, len(self.dataset), self.num_replicas))

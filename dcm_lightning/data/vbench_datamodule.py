@@ -3,14 +3,13 @@ its own share, no video on two ranks."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader
 
+from dcm_lightning.data.loaders import RankShare
 from dcm_lightning.data.vbench_prompts import (
-    VBenchJob,
     file_sha256,
     load_augmented_prompts,
     load_full_info,
@@ -18,29 +17,6 @@ from dcm_lightning.data.vbench_prompts import (
     vbench_info_path,
     vbench_jobs,
 )
-
-
-class VBenchJobs(Dataset):
-    def __init__(self, jobs: list[VBenchJob]) -> None:
-        self.jobs = jobs
-
-    def __len__(self) -> int:
-        return len(self.jobs)
-
-    def __getitem__(self, item: int) -> int:
-        return item  # the job's number; the module reads the job itself from the data module
-
-
-class RankShare(DistributedSampler):
-    """Rank r of w takes jobs r, r + w, r + 2w, …: every job once over all ranks, none padded or
-    repeated (torch's DistributedSampler repeats jobs to even out the shares). Lightning keeps a
-    sampler that is already distributed."""
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(range(self.rank, len(self.dataset), self.num_replicas))
-
-    def __len__(self) -> int:
-        return len(range(self.rank, len(self.dataset), self.num_replicas))
 
 
 class VBenchDataModule(L.LightningDataModule):
@@ -95,7 +71,7 @@ class VBenchDataModule(L.LightningDataModule):
         }
 
     def val_dataloader(self) -> DataLoader:
-        dataset = VBenchJobs(self.jobs)
+        dataset = range(len(self.jobs))  # job numbers; the module reads the jobs from ``self.jobs``
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         sampler = RankShare(dataset, num_replicas=world, rank=rank, shuffle=False)

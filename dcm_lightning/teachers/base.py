@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from dcm_lightning.diffusion import Parameterization, classifier_free_guidance
+from dcm_lightning.teachers.features import unpack_network_output
 
 # diffusers' Attention projections (and the tiny DiT's, named alike): where the detail expert's LoRA goes.
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
@@ -99,23 +100,16 @@ def guided_prediction(
         mask = torch.cat([condition.mask, null_condition.mask.to(condition.mask.device)])
     else:
         x_in, t_in, embeds, mask = x, timestep, condition.embeds, condition.mask
-    if feature_heads:
-        network_kwargs["feature_heads"] = True
-    out = network(x_in, t_in, embeds, mask, feature_blocks=feature_blocks, **network_kwargs)
-    output, features, heads = network_outputs(out, feature_blocks)
+    out = network(
+        x_in, t_in, embeds, mask, feature_blocks=feature_blocks, feature_heads=feature_heads, **network_kwargs
+    )
+    output, features, heads = unpack_network_output(out, feature_blocks)
     if guided:
         conditional, unconditional = output.chunk(2)
         output = classifier_free_guidance(conditional, unconditional, guidance_scale)
         features, heads = [f.chunk(2)[0] for f in features], [h.chunk(2)[0] for h in heads]
     x0, eps = parameterization.to_x0_eps(x, sigma.view(-1, 1, 1, 1, 1), output)
     return Prediction(x0=x0, eps=eps, features=features, head_features=heads)
-
-
-def network_outputs(out, feature_blocks: Sequence[int]) -> tuple[Tensor, list[Tensor], list[Tensor]]:
-    """A network call's v, block features and their output-head projections (empty when not asked):
-    the call returns v, (v, features) or (v, features, heads)."""
-    out = (out,) if not feature_blocks else tuple(out)
-    return out + ([],) * (3 - len(out))
 
 
 def trainable_copy(teacher: nn.Module) -> nn.Module:

@@ -28,7 +28,7 @@ from dcm_lightning.teachers.diffusers_base import (
     load_pipeline_parts,
     scaled_latent_encoder,
 )
-from dcm_lightning.teachers.features import block_outputs, first_call, network_output
+from dcm_lightning.teachers.features import block_outputs, first_call, pack_network_output
 
 COGVIDEOX_PSI = ("transformer.time_embedding", "transformer.norm_out", "transformer.proj_out")
 
@@ -76,7 +76,7 @@ class CogVideoXNetwork(DiffusersNetwork):
             )[0]
         v = rearrange(v, "b f c h w -> b c f h w")
         heads = (lambda: [self.output_head(f, norm["kwargs"]["temb"], x) for f in features]) if feature_heads else None
-        return network_output(v, features, heads)
+        return pack_network_output(v, features, heads)
 
     def output_head(self, hidden: Tensor, temb: Tensor, x: Tensor) -> Tensor:
         """Video tokens (b n d) → b c f h w through the transformer's own tail: ``norm_final`` (per

@@ -50,8 +50,15 @@ def first_call(module: nn.Module) -> Iterator[dict]:
         handle.remove()
 
 
-def network_output(v: Tensor, features: list[Tensor], heads: Callable[[], list[Tensor]] | None):
-    """What a network with feature blocks returns: v alone, (v, features), or (v, features, heads)."""
+def pack_network_output(v: Tensor, features: list[Tensor], heads: Callable[[], list[Tensor]] | None):
+    """What a network with feature blocks returns: v alone, (v, features), or (v, features, heads)
+    (``heads`` computed only when asked); ``unpack_network_output`` reads it back."""
     if not features:
         return v
     return (v, features) if heads is None else (v, features, heads())
+
+
+def unpack_network_output(out, feature_blocks: Sequence[int]) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+    """A network call's v, block features and their output-head projections (empty when not asked)."""
+    out = (out,) if not feature_blocks else tuple(out)
+    return out + ([],) * (3 - len(out))

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from dcm_lightning.conditioning import TextCondition
 from dcm_lightning.diffusion import FlowMatching, classifier_free_guidance
 from dcm_lightning.errors import UserError
-from dcm_lightning.teachers.base import LORA_TARGETS, Prediction, network_outputs
+from dcm_lightning.teachers.base import LORA_TARGETS, Prediction
 from dcm_lightning.teachers.diffusers_base import (
     DiffusersNetwork,
     DiffusersTeacherConfig,
@@ -28,7 +28,12 @@ from dcm_lightning.teachers.diffusers_base import (
     load_pipeline_parts,
     scaled_latent_encoder,
 )
-from dcm_lightning.teachers.features import block_outputs, first_call, network_output
+from dcm_lightning.teachers.features import (
+    block_outputs,
+    first_call,
+    pack_network_output,
+    unpack_network_output,
+)
 
 HUNYUAN_PSI = ("transformer.time_text_embed", "transformer.norm_out", "transformer.proj_out")
 
@@ -74,7 +79,7 @@ class HunyuanVideoNetwork(DiffusersNetwork):
                 return_dict=False,
             )[0]
         heads = (lambda: [self.output_head(f, norm["args"][1], x) for f in features]) if feature_heads else None
-        return network_output(v, features, heads)
+        return pack_network_output(v, features, heads)
 
     def output_head(self, hidden: Tensor, temb: Tensor, x: Tensor) -> Tensor:
         """Image tokens (b n d) → b c f h w through the transformer's own tail: ``norm_out(·, temb)``,
@@ -173,7 +178,7 @@ class HunyuanVideoTeacher(LatentVideoTeacher):
         guidance = torch.full_like(timestep, self.embedded_guidance * 1000.0)
         args = (x, timestep, condition.embeds, condition.mask, condition.pooled.to(x.dtype), guidance)
         out = self.network(*args, feature_blocks=feature_blocks, feature_heads=feature_heads, **network_kwargs)
-        return network_outputs(out, feature_blocks)
+        return unpack_network_output(out, feature_blocks)
 
     def predict(
         self,

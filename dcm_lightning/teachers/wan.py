@@ -24,7 +24,7 @@ from dcm_lightning.teachers.diffusers_base import (
     NegativePromptTeacher,
     load_pipeline_parts,
 )
-from dcm_lightning.teachers.features import block_outputs, first_call, network_output
+from dcm_lightning.teachers.features import block_outputs, first_call, pack_network_output
 
 # Wan2.1-T2V-1.3B's transformer (diffusers' conversion of the official config): 30 blocks of width 1536.
 WAN21_T2V_1_3B = dict(
@@ -77,7 +77,7 @@ class WanNetwork(DiffusersNetwork):
         ):
             v = transformer(hidden_states=x, timestep=timestep, encoder_hidden_states=text, return_dict=False)[0]
         heads = (lambda: [self.output_head(f, conditions["output"][0], x) for f in features]) if feature_heads else None
-        return network_output(v, features, heads)
+        return pack_network_output(v, features, heads)
 
     def output_head(self, hidden: Tensor, temb: Tensor, x: Tensor) -> Tensor:
         """Video tokens (b n d) → b c f h w through the transformer's own tail: the norm modulated by

@@ -11,7 +11,6 @@ from pathlib import Path
 import lightning as L
 
 from dcm_lightning.data.vbench_datamodule import VBenchDataModule
-from dcm_lightning.errors import UserError
 from dcm_lightning.evaluation.bench_module import EvaluatedModel
 from dcm_lightning.evaluation.vbench_module import VBenchModule
 from dcm_lightning.tools.options import add_device_options, add_video_options, device_of, video_of
@@ -63,8 +62,6 @@ def main(argv: Sequence[str]) -> None:
         args.batch_size,
     )
     device = device_of(args)
-    if out.name.startswith("."):
-        raise UserError(f"--out {args.out} cannot be a hidden folder.")
     model = EvaluatedModel(out.name, args.checkpoint, args.steps, args.guidance_scale)
     video = video_of(args)
     module = VBenchModule([model], str(out.parent), evaluate=False, fps=args.fps, dtype=args.dtype, **video)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from dcm_lightning.data.vbench_datamodule import RankShare, VBenchDataModule, VBenchJobs
+from dcm_lightning.data.loaders import RankShare
+from dcm_lightning.data.vbench_datamodule import VBenchDataModule
 from dcm_lightning.lightning_cli import compose_documented
 
 REPO = Path(__file__).resolve().parents[2]
@@ -88,7 +89,7 @@ def test_two_ranks_write_every_video_once_and_a_killed_run_resumes_without_regen
 
 
 def test_each_rank_takes_every_other_job_and_none_is_padded():
-    jobs = VBenchJobs(list(range(7)))
+    jobs = range(7)
     shares = [list(RankShare(jobs, num_replicas=3, rank=r, shuffle=False)) for r in range(3)]
     assert shares == [[0, 3, 6], [1, 4], [2, 5]]
     assert [len(RankShare(jobs, num_replicas=3, rank=r, shuffle=False)) for r in range(3)] == [3, 2, 2]
