@@ -32,6 +32,7 @@ from dcm_lightning.distributed import is_sharded_checkpoint
 from dcm_lightning.errors import UserError
 
 MODULE_KEY = "dcm_lightning_module"  # the class that wrote a checkpoint, by its name in dcm_lightning.modules
+WORKING_DIRECTORY_KEY = "working_directory"  # the folder ``fit`` ran in: where its relative paths start
 STATE_KEY = "state_dict"  # the module's weights, in a file and in a sharded folder alike
 SHARDED_METADATA = "meta.pt"  # a sharded folder's non-tensor entries (Lightning's ``_METADATA_FILENAME``)
 
@@ -104,6 +105,30 @@ def is_module_checkpoint(path: str | Path | None, *names: str) -> bool:
         return False
     written_by = read_checkpoint_metadata(path).get(MODULE_KEY)
     return written_by is not None and (not names or written_by in names)
+
+
+def resolve_reference(recorded: str, checkpoint: str | Path, metadata: Mapping, setting: str) -> str:
+    """A path a checkpoint's hyperparameters recorded (``setting``, e.g. the detail expert's
+    ``semantic_checkpoint``), found from wherever the checkpoint is loaded: as recorded if absolute;
+    else relative to the folder ``fit`` ran in (``WORKING_DIRECTORY_KEY``) if it is still there, then to
+    the checkpoint's own folders nearest first (a run folder moved together with what it points to:
+    ``/new/runs/dete_tiny/checkpoints/last.ckpt`` finds ``runs/seme_tiny/…`` under ``/new``), then to
+    the current folder. A path found nowhere is one sentence naming it and ``setting``."""
+    path = Path(recorded)
+    if path.is_absolute():
+        candidates = [path]
+    else:
+        checkpoint = Path(checkpoint).absolute()
+        working = metadata.get(WORKING_DIRECTORY_KEY)
+        roots = [Path(working)] if working else []
+        candidates = [root / path for root in [*roots, *checkpoint.parents, Path.cwd()]]
+    for candidate in candidates:
+        if candidate.exists():
+            return str(candidate)
+    raise UserError(
+        f"{setting} {recorded!r} of checkpoint {checkpoint} is missing (looked in the folder it was trained "
+        f"from, beside the checkpoint's folders and here); put it back or beside the run folder."
+    )
 
 
 # ---- .ckpt files -----------------------------------------------------------------------------------

@@ -92,6 +92,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(USAGE.format(tools=listing))
         return
     command, rest = argv[0], argv[1:]
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from dcm_lightning.callbacks.preemption import PREEMPTED_EXIT
+
     try:
         if command in tools:
             tools[command][1](rest)
@@ -99,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             DCMLightningCLI(None if from_command_line else argv)
         else:
             raise UserError(f"unknown command {command!r}; run `python -m dcm_lightning --help` for the list.")
+    except SIGTERMException:  # preempted; the Preemption callback saved a checkpoint and said where
+        raise SystemExit(PREEMPTED_EXIT) from None
     except argparse.ArgumentError as error:  # a bad option or config value
         print(f"error: {error}\n(run `python -m dcm_lightning {command} --help` for the options)", file=sys.stderr)
         raise SystemExit(2) from None

@@ -27,6 +27,7 @@ def student_module_from_checkpoint(path: str | Path):
     """Rebuild a distillation module (SemE, DetE, LCM/PCM …) from a ``fit`` checkpoint; its teacher is
     loaded from where the checkpoint's hyperparameters point. Returns the module and the checkpoint's
     metadata (``checkpoints.read_checkpoint_metadata``: hyper_parameters, global_step … — no weights).
+    The paths among its settings are found from wherever the checkpoint now is (``recorded_settings``).
 
     Reads the module's weights only, straight into the module (``load_module_state``): no optimizer
     state, no second copy of the weights; a sharded folder is read in this one process."""
@@ -34,8 +35,8 @@ def student_module_from_checkpoint(path: str | Path):
     name = metadata.get(MODULE_KEY)
     if name not in STUDENT_MODULES:
         raise UserError(f"{path} is not a distilled-student checkpoint written by `fit`.")
-    hparams = {k: v for k, v in metadata.get("hyper_parameters", {}).items() if not k.startswith("_")}
-    module = getattr(modules, name)(**hparams)
+    module_class = getattr(modules, name)
+    module = module_class(**module_class.recorded_settings(path, metadata))
     module.on_load_checkpoint(metadata)  # the modules' hooks read metadata only (teacher_fingerprint)
     load_module_state(path, module.state_dict())  # UserError if the weights do not fit this version's module
     module.requires_grad_(False).eval()

@@ -20,6 +20,7 @@ import yaml
 from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningCLI
 
+from dcm_lightning.checkpoints import read_checkpoint_metadata
 from dcm_lightning.errors import UserError
 
 
@@ -49,6 +50,15 @@ class DCMLightningCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         # The run's folder is one fact: the logger always writes into trainer.default_root_dir.
         parser.link_arguments("trainer.default_root_dir", "trainer.logger.init_args.save_dir")
+
+    def parse_arguments(self, parser, args) -> None:
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path not in (None, "last", "hpc", "best", "registry"):
+            # Before LightningCLI reads its hyperparameters: a missing, truncated or foreign checkpoint
+            # (one that would need code to unpickle) is one sentence naming it, not a traceback.
+            read_checkpoint_metadata(ckpt_path)
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config

@@ -17,9 +17,9 @@ DESIGN = PACKAGE.parent / "docs" / "design.md"
 # Lowest first. A unit is a top-level module or sub-package of dcm_lightning.
 LAYERS = """
 0 errors media randomness conditioning
-1 diffusion networks experts moving_shapes distributed lightning_cli pipelines
+1 diffusion networks experts moving_shapes distributed pipelines
 2 checkpoints sampling losses detail_lora
-3 teachers
+3 teachers lightning_cli
 4 data students
 5 modules
 6 generation

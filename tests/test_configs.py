@@ -87,6 +87,8 @@ def test_a_later_config_overrides_and_appends_callbacks(tmp_path):
     assert values["trainer"]["max_steps"] == 7
     assert names == [
         "ModelCheckpoint",
+        "NonFiniteGuard",
+        "Preemption",
         "TQDMProgressBar",
         "NoiseLevelGradients",
         "OracleSamples",

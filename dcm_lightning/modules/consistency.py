@@ -11,14 +11,17 @@ points the student owns and how it samples: ``SemEModule`` (DCM's semantic exper
 from __future__ import annotations
 
 import abc
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import lightning as L
 import torch
 from torch import Tensor
 
-from dcm_lightning.checkpoints import MODULE_KEY
+from dcm_lightning.checkpoints import MODULE_KEY, WORKING_DIRECTORY_KEY, resolve_reference
 from dcm_lightning.conditioning import TextCondition
 from dcm_lightning.diffusion import DEFAULT_BOUNDARY_INDEX, sigma_at
 from dcm_lightning.diffusion.consistency import jump
@@ -230,6 +233,21 @@ class ConsistencyDistillationModule(L.LightningModule, abc.ABC):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["teacher_fingerprint"] = self.teacher_fingerprint
         checkpoint[MODULE_KEY] = type(self).__name__
+        checkpoint[WORKING_DIRECTORY_KEY] = os.getcwd()  # where the relative paths of the settings start
+
+    @classmethod
+    def recorded_settings(cls, checkpoint: str | Path, metadata: Mapping) -> dict:
+        """The constructor settings a checkpoint of this module recorded, with each path among them
+        (the teacher's folder or checkpoint) found from wherever it is loaded
+        (``checkpoints.resolve_reference``): a run folder can be moved or shared with what it names."""
+        settings = {k: v for k, v in metadata.get("hyper_parameters", {}).items() if not k.startswith("_")}
+        teacher = settings.get("teacher")
+        if isinstance(teacher, str):
+            settings["teacher"] = resolve_reference(teacher, checkpoint, metadata, "teacher")
+        elif isinstance(teacher, dict) and teacher.get("path"):
+            found = resolve_reference(teacher["path"], checkpoint, metadata, "teacher.path")
+            settings["teacher"] = {**teacher, "path": found}
+        return settings
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if checkpoint.get("teacher_fingerprint") != self.teacher_fingerprint:

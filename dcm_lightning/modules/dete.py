@@ -9,7 +9,7 @@ import dataclasses
 import torch
 from torch import Tensor
 
-from dcm_lightning.checkpoints import MODULE_KEY, load_module_state, read_checkpoint_metadata
+from dcm_lightning.checkpoints import MODULE_KEY, load_module_state, read_checkpoint_metadata, resolve_reference
 from dcm_lightning.diffusion import renoise
 from dcm_lightning.diffusion.consistency import jump
 from dcm_lightning.diffusion.phases import Schedule, Segment, detail_segment
@@ -22,12 +22,13 @@ from dcm_lightning.losses import (
     linear_generator_loss,
     non_saturating_generator_loss,
 )
-from dcm_lightning.modules.consistency import ConsistencyDistillationModule, ConsistencyStep
+from dcm_lightning.modules.consistency import ConsistencyDistillationModule, ConsistencyStep, SemEModule
 from dcm_lightning.modules.dete_settings import AdversarialSpec, DetailExpertSpec, DiscriminatorSpec, settings_group
 from dcm_lightning.networks.discriminator import FeatureDiscriminator, every_kth_block
 from dcm_lightning.randomness import run_seed, step_generator
 from dcm_lightning.sampling import denoiser
 from dcm_lightning.teachers.base import VideoModel, module_fingerprint
+from dcm_lightning.teachers.loading import same_teacher
 
 STUDENT_PREFIX = "student.network."
 # adversarial.loss → the generator's GAN term
@@ -86,7 +87,7 @@ class DetEModule(ConsistencyDistillationModule):
         if self.adversarial.real_source == "ema" and kwargs.get("target_network", "online") != "ema":
             raise UserError("adversarial.real_source: ema uses the EMA student, so it needs target_network: ema.")
         # The teacher comes with the semantic expert; a resumed run's hyperparameters repeat it.
-        if kwargs.pop("teacher", self._semantic["teacher"]) != self._semantic["teacher"]:
+        if not same_teacher(kwargs.pop("teacher", self._semantic["teacher"]), self._semantic["teacher"]):
             raise UserError("the detail expert uses its semantic checkpoint's teacher; do not set another.")
         super().__init__(teacher=self._semantic["teacher"], **kwargs)
         self.automatic_optimization = False
@@ -129,6 +130,13 @@ class DetEModule(ConsistencyDistillationModule):
                 networks.append(self.target_ema.average.network)
             load_semantic_expert(self._semantic["path"], networks)
             self._semantic_pending = False
+
+    @classmethod
+    def recorded_settings(cls, checkpoint, metadata) -> dict:
+        settings = super().recorded_settings(checkpoint, metadata)
+        recorded = settings["semantic_checkpoint"]
+        settings["semantic_checkpoint"] = resolve_reference(recorded, checkpoint, metadata, "semantic_checkpoint")
+        return settings
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
@@ -283,16 +291,17 @@ class DetEModule(ConsistencyDistillationModule):
 
 
 def _read_semantic_checkpoint(path: str) -> dict:
-    """What the detail expert takes from a SemE checkpoint's metadata: its teacher, κ and teacher
-    fingerprint (no weights are read here; ``load_semantic_expert`` reads the student's)."""
+    """What the detail expert takes from a SemE checkpoint's metadata: its teacher (found from here,
+    ``recorded_settings``), κ and teacher fingerprint (no weights are read here; ``load_semantic_expert``
+    reads the student's)."""
     checkpoint = read_checkpoint_metadata(path)
     if checkpoint.get(MODULE_KEY) != "SemEModule":
         raise UserError(f"{path} is not a SemEModule checkpoint; the detail expert starts from a semantic expert.")
-    hparams = checkpoint.get("hyper_parameters", {})
+    settings = SemEModule.recorded_settings(path, checkpoint)
     return {
         "path": path,
-        "teacher": hparams.get("teacher"),
-        "boundary_index": int(hparams["boundary_index"]),
+        "teacher": settings.get("teacher"),
+        "boundary_index": int(settings["boundary_index"]),
         "teacher_fingerprint": checkpoint.get("teacher_fingerprint"),
     }
 

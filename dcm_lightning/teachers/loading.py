@@ -40,3 +40,17 @@ def teacher_reference(teacher: str | Path | DiffusersTeacherConfig | dict | None
     if isinstance(teacher, DiffusersTeacherConfig):
         return dataclasses.asdict(teacher)
     return str(teacher) if isinstance(teacher, Path) else teacher
+
+
+def same_teacher(a: str | dict | None, b: str | dict | None) -> bool:
+    """Whether two teacher references (``teacher_reference``'s plain data) name the same teacher: the
+    same settings, with paths compared by the file or folder they lead to."""
+
+    def identity(reference):
+        if isinstance(reference, str):
+            return str(Path(reference).resolve())
+        if isinstance(reference, dict) and reference.get("path"):
+            return {**reference, "path": str(Path(reference["path"]).resolve())}
+        return reference
+
+    return identity(a) == identity(b)
