@@ -7,7 +7,7 @@ TEACHER_STAGE2 := runs/teacher_tiny_stage2
 TEACHER_OUT := dcm_lightning/teachers/weights/tiny_teacher
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-slow lint demo teacher-tiny teacher-eval cache-tiny seme-tiny lcm-tiny pcm-tiny dete-tiny dete-full-tiny eval-tiny ablation-od-pe-tc compare sweep-baselines gap-tiny boundary-tiny kappa-tiny psi-tiny figures tensorboard clean
+.PHONY: help install test test-slow reliability lint demo teacher-tiny teacher-eval cache-tiny seme-tiny lcm-tiny pcm-tiny dete-tiny dete-full-tiny eval-tiny ablation-od-pe-tc compare sweep-baselines gap-tiny boundary-tiny kappa-tiny psi-tiny figures tensorboard clean
 
 # the tiny tier's machine preset, laid under every tiny experiment file (configs/README.md)
 TINY := --config configs/presets/tiny_cpu.yaml
@@ -32,8 +32,14 @@ install: $(STAMP) ## create .venv and install the package editable with its dev 
 test: install ## run the test suite (minutes; excludes tests marked slow)
 	$(PY) -m pytest -q -m "not slow"
 
-test-slow: install ## run only the slow tests
-	$(PY) -m pytest -q -m slow
+test-slow: install ## run only the slow tests (but the fault-injection suite: `make reliability`)
+	$(PY) -m pytest -q -m "slow and not reliability"
+
+reliability: install ## kill/resume every stage, SIGTERM, SLURM requeue, torn writes, bad inputs -> experiments/reliability/results.md
+	rm -f experiments/reliability/results.jsonl
+	DCM_RELIABILITY_RESULTS=experiments/reliability/results.jsonl $(PY) -m pytest -q -m reliability tests/reliability
+	DCM_RELIABILITY_RESULTS=experiments/reliability/results.jsonl $(PY) -m pytest -q tests/test_bad_inputs.py
+	$(PY) -m experiments.reliability.report
 
 lint: install ## ruff: lint and format check
 	$(VENV)/bin/ruff check dcm_lightning tests experiments docs

@@ -21,11 +21,13 @@ optimizer states included: for tests and comparison scripts.
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import Tensor
 
 from dcm_lightning.distributed import is_sharded_checkpoint
@@ -129,6 +131,25 @@ def resolve_reference(recorded: str, checkpoint: str | Path, metadata: Mapping, 
         f"{setting} {recorded!r} of checkpoint {checkpoint} is missing (looked in the folder it was trained "
         f"from, beside the checkpoint's folders and here); put it back or beside the run folder."
     )
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's ``.ckpt`` writer, made atomic: the file is written beside its name and renamed into
+    place, so a write cut off midway (a kill, a full disk) never leaves a partial checkpoint under a
+    checkpoint's name — and a failed write leaves no partial file at all. (Sharded FSDP2 folders are
+    written by torch distributed checkpoint, not through this; ``last.ckpt`` moves to a folder only
+    once it is complete.)"""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.partial")
+        try:
+            torch.save(checkpoint, temporary)
+            os.replace(temporary, path)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
 
 
 # ---- .ckpt files -----------------------------------------------------------------------------------

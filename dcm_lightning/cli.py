@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from dcm_lightning.errors import UserError
-from dcm_lightning.lightning_cli import QUIET_WARNINGS, DCMLightningCLI
+from dcm_lightning.lightning_cli import QUIET_WARNINGS, DCMLightningCLI, parse_error_sentence
 
 LIGHTNING_COMMANDS = ("fit", "validate")
 
@@ -106,13 +106,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     except SIGTERMException:  # preempted; the Preemption callback saved a checkpoint and said where
         raise SystemExit(PREEMPTED_EXIT) from None
     except argparse.ArgumentError as error:  # a bad option or config value
-        print(f"error: {error}\n(run `python -m dcm_lightning {command} --help` for the options)", file=sys.stderr)
+        sentence = parse_error_sentence(str(error)).rstrip(".")
+        print(f"error: {sentence} (`python -m dcm_lightning {command} --help` lists the options).", file=sys.stderr)
         raise SystemExit(2) from None
     except MisconfigurationException as error:  # e.g. `validate` on a module without a validation loop
         print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
         raise SystemExit(2) from None
     except FileNotFoundError as error:
         print(f"error: file not found: {error.filename or error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OSError as error:  # an unwritable place, a full disk …
+        print(f"error: {error.strerror or error}: {error.filename or 'a file'}.", file=sys.stderr)
         raise SystemExit(2) from None
     except Exception as error:
         cause = _user_error(error)

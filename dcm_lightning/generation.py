@@ -29,8 +29,9 @@ def student_module_from_checkpoint(path: str | Path):
     metadata (``checkpoints.read_checkpoint_metadata``: hyper_parameters, global_step … — no weights).
     The paths among its settings are found from wherever the checkpoint now is (``recorded_settings``).
 
-    Reads the module's weights only, straight into the module (``load_module_state``): no optimizer
-    state, no second copy of the weights; a sharded folder is read in this one process."""
+    Reads the student's weights only, straight into the module (``load_module_state``): no optimizer
+    state, no EMA copy or discriminator, no second copy of the weights; a sharded folder is read in
+    this one process."""
     metadata = read_checkpoint_metadata(path)
     name = metadata.get(MODULE_KEY)
     if name not in STUDENT_MODULES:
@@ -38,7 +39,9 @@ def student_module_from_checkpoint(path: str | Path):
     module_class = getattr(modules, name)
     module = module_class(**module_class.recorded_settings(path, metadata))
     module.on_load_checkpoint(metadata)  # the modules' hooks read metadata only (teacher_fingerprint)
-    load_module_state(path, module.state_dict())  # UserError if the weights do not fit this version's module
+    # The student's weights only: sampling and export need neither the EMA target nor the detail
+    # expert's discriminator (whose layout may differ between versions).
+    load_module_state(path, module.student.state_dict(), prefix="student.")  # UserError if they do not fit
     module.requires_grad_(False).eval()
     return module, metadata
 

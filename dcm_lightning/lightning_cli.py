@@ -20,7 +20,7 @@ import yaml
 from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningCLI
 
-from dcm_lightning.checkpoints import read_checkpoint_metadata
+from dcm_lightning.checkpoints import MODULE_KEY, read_checkpoint_metadata
 from dcm_lightning.errors import UserError
 
 
@@ -57,8 +57,11 @@ class DCMLightningCLI(LightningCLI):
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt_path not in (None, "last", "hpc", "best", "registry"):
             # Before LightningCLI reads its hyperparameters: a missing, truncated or foreign checkpoint
-            # (one that would need code to unpickle) is one sentence naming it, not a traceback.
-            read_checkpoint_metadata(ckpt_path)
+            # (one that would need code to unpickle), or one of another module, is one sentence naming it.
+            written_by = read_checkpoint_metadata(ckpt_path).get(MODULE_KEY)
+            model = (self.config[subcommand].get("model") or {}).get("class_path", "")
+            if written_by and model and written_by != model.rsplit(".", 1)[-1]:
+                raise UserError(f"{ckpt_path} was written by {written_by}; this config trains {model}.")
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -131,3 +134,101 @@ def compose_documented(config: str | Path, root: str | Path = ".") -> dict:
     laid first), paths taken from ``root`` (the repository)."""
     subcommand, paths = documented_command(Path(root) / config if not Path(config).is_absolute() else config)
     return compose_config(*(Path(root) / path for path in paths), subcommand=subcommand)
+
+
+# ---- a parse error in one sentence -------------------------------------------------------------
+
+_BOILERPLATE = re.compile(
+    r"^(-\s*)?(Does not validate against any of the Union subtypes|Subtypes:|Errors:|Expected a <class 'NoneType'>"
+    r"|Given value type:|Given value:)"
+)
+
+
+def _init_options(cls) -> dict[str, object]:
+    """A class's constructor options with their annotations, following ``**kwargs`` up the MRO."""
+    import inspect
+    import typing
+
+    options: dict[str, object] = {}
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        try:
+            hints = typing.get_type_hints(klass.__init__)
+        except Exception:  # an annotation that does not resolve here: names without types
+            hints = {}
+        parameters = inspect.signature(klass.__init__).parameters.values()
+        options |= {
+            p.name: hints.get(p.name)
+            for p in parameters
+            if p.kind is p.KEYWORD_ONLY or p.kind is p.POSITIONAL_OR_KEYWORD
+            if p.name != "self"
+        }
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            break
+    return options
+
+
+def _nested_options(cls, dotted: str) -> tuple[str, list[str]]:
+    """The last part of ``dotted`` (``detail.lora_rnk``) and the options valid beside it."""
+    import dataclasses
+
+    *groups, key = dotted.split(".")
+    options = _init_options(cls)
+    for group in groups:
+        kind = options.get(group)
+        options = {f.name: f.type for f in dataclasses.fields(kind)} if dataclasses.is_dataclass(kind) else {}
+    return key, list(options)
+
+
+def _closest(key: str, options: list[str]) -> str:
+    import difflib
+
+    found = difflib.get_close_matches(key, options, n=1, cutoff=0.5)
+    return f"; did you mean {found[0]!r}?" if found else f"; the options are {', '.join(sorted(options))}."
+
+
+def _class_named(path: str):
+    import importlib
+
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def parse_error_sentence(message: str) -> str:
+    """jsonargparse's account of a bad config or option (several indented lines, every union member
+    listed) as one sentence naming the key, the problem and, for a misspelled key, the closest valid one."""
+    lines = [line.strip() for line in message.strip().splitlines()]
+    lines = [line for line in lines if line and not _BOILERPLATE.match(line)]
+    head = lines[0] if lines else message
+    section = re.match(r'Parser key "([\w.]+)":', head)
+    section = section.group(1) if section else None
+    class_path = next((m.group(1) for m in map(re.compile(r"class_path '([\w.]+)'").search, lines) if m), None)
+    detail = [line for line in lines[1:] if not line.startswith("- Problem with given class_path")]
+    text = " ".join(detail) if detail else head
+    if m := re.match(r"(?:Group '(\w+)'|Subcommand '\w+') does not accept option '([\w.]+)'", head):
+        group, key = m.groups()
+        if group is None:  # the subcommand's: "trainer.max_stpes"
+            group, _, key = key.rpartition(".")
+        from lightning.pytorch import Trainer
+
+        options = list(_init_options(Trainer)) if group == "trainer" else []
+        return f"{group} has no option {key!r}" + (_closest(key, options) if options else ".")
+    if m := re.search(r"Option '([\w.]+)' is not accepted|unrecognized arguments: --([\w.]+)=", text):
+        dotted = m.group(1) or m.group(2)
+        key, options = _nested_options(_class_named(class_path), dotted)
+        return f"{class_path} has no option {section}.init_args.{dotted}" + _closest(key, options)
+    if m := re.search(r"module '([\w.]+)' has no attribute '(\w+)'", text):
+        module, name = m.groups()
+        import importlib
+
+        options = [n for n in dir(importlib.import_module(module)) if not n.startswith("_")]
+        return f"{section}.class_path {class_path!r} does not exist" + _closest(name, options)
+    if m := re.search(r'Parser key "([\w.]+)": (.*)', text):
+        key, problem = m.groups()
+        where = f"{section}.init_args.{key}" if section and section != key else key
+        return f"{where}: {problem.replace('<class ', '').replace('>', '')}"
+    if head.startswith("Problems parsing config"):
+        return "a config file is not valid YAML: " + " ".join(lines[1:] if len(lines) > 1 else lines)
+    text = re.sub(r"<class '(\w+)'>", r"\1", text)
+    return f"{section}: {text}" if section and detail else text

@@ -150,14 +150,14 @@ def test_a_whole_read_would_read_the_optimizer_states(sharded, reads):
 
 
 @pytest.mark.parametrize("stage", ["seme", "dete"])
-def test_export_reads_the_module_weights_and_nothing_else(sharded, reads, tmp_path, stage):
-    """`export` (and `sample`, through the same ``student_module_from_checkpoint``): the module's weights,
-    each stored item once, no optimizer state. A DetE checkpoint's own weights replace its semantic
-    expert's, so the SemE folder it names is never read."""
+def test_export_reads_the_students_weights_and_nothing_else(sharded, reads, tmp_path, stage):
+    """`export` (and `sample`, through the same ``student_module_from_checkpoint``): the student's
+    weights, each stored item once — no optimizer state, no EMA copy, no discriminator. A DetE
+    checkpoint's own weights replace its semantic expert's, so the SemE folder it names is never read."""
     main(["export", "--checkpoint", str(sharded[stage]), "--out", str(tmp_path / "student")])
     assert (tmp_path / "student" / "transformer" / "config.json").is_file()
     measured = summary(reads)
-    module_items = [item for item in stored_items(sharded[stage]) if item["entry"].startswith("state_dict.")]
+    module_items = [item for item in stored_items(sharded[stage]) if item["entry"].startswith("state_dict.student.")]
     print(f"\nexport of the {stage} folder: {measured}, of {summary(stored_items(sharded[stage]))} stored")
     assert {read["folder"] for read in reads} == {str(sharded[stage])}
     assert measured["optimizer_items"] == 0 and all(read["entry"].startswith("state_dict.") for read in reads)
@@ -236,6 +236,7 @@ def _rank(rank: int, world_size: int, port: int, semantic: str, out: str) -> Non
                 for key, source in semantic_weight_sources(state).items()
             )
         Path(out, f"rank{rank}.json").write_text(json.dumps(result))
+        torch.distributed.barrier()  # neither rank tears the group down while the other still uses it
     finally:
         torch.distributed.destroy_process_group()
 

@@ -1,12 +1,15 @@
 """Preemption: SIGTERM — what a cluster sends before it preempts a job or when its time runs out — and
-SLURM's requeue signal end a run at the next step boundary with a checkpoint, and the process exits
-with ``PREEMPTED_EXIT`` so that its job script requeues it (scripts/slurm/dcm_fit.sbatch).
+SLURM's requeue signal end a run at the end of the current step with a checkpoint, and the process
+exits with ``PREEMPTED_EXIT`` so that its job script requeues it (scripts/slurm/dcm_fit.sbatch).
 
-Lightning turns SIGTERM into a flag that every rank reads at the next batch (rank 0's, broadcast),
-then raises ``SIGTERMException`` on all ranks; this callback saves the checkpoint there —
-``<checkpoints>/preempted-step=N.ckpt`` (a sharded folder under FSDP2), every rank taking part —
-and points ``last.ckpt`` at it, so the job's usual ``--ckpt_path …/last.ckpt`` continues exactly
-where it stopped. The extra signals (SLURM's ``SIGUSR1`` by default) are handled as SIGTERM.
+While training, the signal only sets a flag. At the end of every step the ranks agree whether any
+of them was signalled (one all-reduce of a flag), and if so every rank raises Lightning's
+``SIGTERMException`` there, together; this callback then saves the checkpoint —
+``<checkpoints>/preempted-step=N.ckpt`` (a sharded folder under FSDP2), every rank taking part, in
+the state a step-end checkpoint has — and points ``last.ckpt`` at it, so the job's usual
+``--ckpt_path …/last.ckpt`` continues exactly where it stopped. (Lightning's own SIGTERM handler
+broadcasts from inside the signal handler; on several processes that can meet another collective
+and hang, which is why it is replaced while training.)
 """
 
 from __future__ import annotations
@@ -45,18 +48,23 @@ class Preemption(L.Callback):
     """
 
     def __init__(self, signals: list[str] | None = None) -> None:
-        self.signals = [getattr(signal, name) for name in (["SIGUSR1"] if signals is None else signals)]
-        self._previous: dict = {}
+        self.signals = [signal.SIGTERM, *(getattr(signal, n) for n in (["SIGUSR1"] if signals is None else signals))]
+        self._signalled = False
 
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        # Before Lightning registers its handlers (it leaves a signal that already has one alone).
-        for signum in self.signals:
-            self._previous[signum] = signal.signal(signum, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        def note(signum, frame) -> None:
+            self._signalled = True
 
-    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous = {}
+        self._signalled = False
+        for signum in self.signals:  # over Lightning's handlers; its teardown restores what was there before fit
+            signal.signal(signum, note)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        stop = self._signalled
+        if trainer.world_size > 1:
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)  # any rank signalled
+        if stop:
+            raise SIGTERMException()
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if not isinstance(exception, SIGTERMException):

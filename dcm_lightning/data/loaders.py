@@ -23,15 +23,19 @@ class PromptCases(Dataset):
 
 
 class RankStream(DistributedSampler):
-    """Positions 0, 1, … of a stream already split across ranks. Lightning wraps the sampler of a
+    """Positions ``start``, ``start`` + 1, … < ``length`` of a stream already split across ranks; its
+    length stays ``length``, so that a run resumed at ``start`` counts its epoch as the uninterrupted
+    run does (Lightning ends an epoch at the loader's length). Lightning wraps the sampler of a
     multi-process run in a DistributedSampler, splitting it again, unless it is one: this is one, so
     the split stays ours (``__init__`` needs no process group, and the order ignores epochs)."""
 
-    def __init__(self, length: int) -> None:  # DistributedSampler.__init__ (a process group) is skipped on purpose
-        self.length = length
+    def __init__(
+        self, length: int, start: int = 0
+    ) -> None:  # DistributedSampler.__init__ (a process group) is skipped on purpose
+        self.length, self.start = length, start
 
     def __iter__(self) -> Iterator[int]:
-        return iter(range(self.length))
+        return iter(range(self.start, self.length))
 
     def __len__(self) -> int:
         return self.length
@@ -40,14 +44,17 @@ class RankStream(DistributedSampler):
         pass
 
 
-def stream_loader(dataset: Dataset, items: Sequence[int], batch_size: int, num_workers: int) -> DataLoader:
-    """Batches of ``dataset[items[0]], dataset[items[1]], …`` in that order: no shuffling, since the
-    items are random draws already and a fixed order lets a resumed run start at the next one. In a
-    multi-process run ``items`` are this rank's (see TrajectoryDataModule)."""
+def stream_loader(
+    dataset: Dataset, items: Sequence[int], batch_size: int, num_workers: int, start: int = 0
+) -> DataLoader:
+    """Batches of ``dataset[items[start]], dataset[items[start + 1]], …`` in that order: no shuffling,
+    since the items are random draws already and a fixed order lets a resumed run start at the next
+    one (``start``; the loader's length still counts from 0). In a multi-process run ``items`` are
+    this rank's (see TrajectoryDataModule)."""
     return DataLoader(
         Subset(dataset, items),
         batch_size=batch_size,
-        sampler=RankStream(len(items)),
+        sampler=RankStream(len(items), start),
         num_workers=num_workers,
         drop_last=True,
         persistent_workers=num_workers > 0,

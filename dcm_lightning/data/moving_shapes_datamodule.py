@@ -40,9 +40,10 @@ class MovingShapesDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         clips = MovingShapesClips(self.num_train_clips, self.seed, self.spec)
         # A resumed run continues with the clip after the last one trained on (Lightning restores
-        # the step counter before it asks for dataloaders), so resuming repeats no clip.
+        # the step counter before it asks for dataloaders), so resuming repeats no clip; the loader's
+        # length still counts from the first clip, so the epoch ends where an uninterrupted run's does.
         trainer = self.trainer
         start = trainer.global_step * trainer.accumulate_grad_batches * self.batch_size if trainer else 0
         if start >= len(clips):
             raise UserError(f"num_train_clips = {len(clips)} is used up at step {trainer.global_step}; raise it.")
-        return stream_loader(clips, range(start, len(clips)), self.batch_size, self.num_workers)
+        return stream_loader(clips, range(len(clips)), self.batch_size, self.num_workers, start=start)

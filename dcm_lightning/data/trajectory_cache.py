@@ -19,6 +19,7 @@ the rest. Shards are assigned round-robin to ranks, so several processes build o
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -63,10 +64,21 @@ def _temporary_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
+@contextlib.contextmanager
+def _removed_on_failure(temporary: Path):
+    """A write that fails midway (a full disk) leaves no partial file behind."""
+    try:
+        yield
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
 def _atomic_write_text(path: Path, text: str) -> None:
     temporary = _temporary_path(path)
-    temporary.write_text(text)
-    os.replace(temporary, path)
+    with _removed_on_failure(temporary):
+        temporary.write_text(text)
+        os.replace(temporary, path)
 
 
 @dataclass(frozen=True)
@@ -245,8 +257,9 @@ class TrajectoryCache:
         prompts = [c.prompt for b in batches for c in b[2]]
         path = self.shard_path(shard)
         temporary = _temporary_path(path)
-        save_file(tensors, temporary, metadata={"prompts": json.dumps(prompts)})
-        os.replace(temporary, path)
+        with _removed_on_failure(temporary):
+            save_file(tensors, temporary, metadata={"prompts": json.dumps(prompts)})
+            os.replace(temporary, path)
         sample_range = self.spec.shard_range(shard)
         record = {
             "spec": self.spec.to_json(),

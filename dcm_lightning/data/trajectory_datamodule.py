@@ -25,7 +25,7 @@ from dcm_lightning.data.prompt_file import prompt_file_suite
 from dcm_lightning.data.trajectory_cache import TrajectoryCache, cache_spec
 from dcm_lightning.diffusion import sigma_at
 from dcm_lightning.diffusion.phases import CLEAN_INDEX
-from dcm_lightning.errors import UserError
+from dcm_lightning.errors import UserError, check_settings
 from dcm_lightning.moving_shapes.datasets import training_suite
 from dcm_lightning.randomness import clip_seed
 from dcm_lightning.teachers.base import VideoModel
@@ -161,6 +161,14 @@ class TrajectoryDataModule(L.LightningDataModule):
         super().__init__()
         if source not in ("cache", "latents"):
             raise UserError(f"source must be 'cache' or 'latents', got {source!r}.")
+        check_settings(
+            num_trajectories=(num_trajectories, 1, None),
+            samples_per_shard=(samples_per_shard, 1, None),
+            build_batch_size=(build_batch_size, 1, None),
+            num_latents=(num_latents, 1, None),
+            batch_size=(batch_size, 1, None),
+            num_workers=(num_workers, 0, None),
+        )
         self.source = source
         self.cache_dir = Path(cache_dir)
         self.num_trajectories = num_trajectories
@@ -255,23 +263,24 @@ class TrajectoryDataModule(L.LightningDataModule):
             dataset = CachedPairs(self.cache, indices, self.seed, consumer.needs_clean_sample)
         else:
             dataset = NoisedLatents(self.latents, indices, self.seed, consumer.teacher)
-        # Item k of the stream is the same in every run; a resumed run continues after the last item
-        # trained on (Lightning restores the step counter before it asks for dataloaders).
+        # Item k of the stream is the same in every run. The run is one epoch: the loader spans the
+        # stream from its first item to the run's last batch (the progress bar counts to the end), and a
+        # resumed run's loader starts after the last item trained on — Lightning restores the step
+        # counter before it asks for dataloaders, and its count of the epoch's batches so far, which
+        # this length keeps consistent, so the epoch ends where the uninterrupted run's does.
         trainer = self.trainer
         strategy = trainer.strategy
         per_step = trainer.accumulate_grad_batches * self.batch_size * strategy.world_size
-        # global_step counts optimizer steps; a GAN module takes two (G and D) per batch. The stream
-        # ends at the run's last batch, so the progress bar counts batches to the end of the run.
+        # global_step counts optimizer steps; a GAN module takes two (G and D) per batch.
         steps_per_batch = consumer.optimizer_steps_per_batch
-        batches = trainer.global_step // steps_per_batch
+        done = trainer.global_step // steps_per_batch
         end = STREAM_LENGTH if trainer.max_steps < 0 else -(-trainer.max_steps // steps_per_batch) * per_step
         offset = strategy.global_rank * self.batch_size
         rank_items = _RankInterleaved(
-            range(batches * per_step + offset, max(end, batches * per_step) + offset),
-            self.batch_size,
-            strategy.world_size,
+            range(offset, max(end, done * per_step) + offset), self.batch_size, strategy.world_size
         )
-        return stream_loader(dataset, rank_items, self.batch_size, self.num_workers)
+        start = done * trainer.accumulate_grad_batches * self.batch_size  # this rank's items trained on
+        return stream_loader(dataset, rank_items, self.batch_size, self.num_workers, start=start)
 
     def probe_batch(self, consumer: TrajectoryConsumer, index: int, size: int, seed: int) -> dict:
         """``size`` training items all at grid index ``index``, collated: the same trajectories (or

@@ -27,7 +27,7 @@ from dcm_lightning.diffusion import DEFAULT_BOUNDARY_INDEX, sigma_at
 from dcm_lightning.diffusion.consistency import jump
 from dcm_lightning.diffusion.phases import Schedule, Segment, semantic_segment, split_trajectory, whole_trajectory
 from dcm_lightning.distributed import data_parallel_mesh, shard_network
-from dcm_lightning.errors import UserError
+from dcm_lightning.errors import UserError, check_settings
 from dcm_lightning.losses import consistency_loss
 from dcm_lightning.networks.ema import ExponentialMovingAverage
 from dcm_lightning.sampling import denoiser, student_sampler
@@ -90,6 +90,15 @@ class ConsistencyDistillationModule(L.LightningModule, abc.ABC):
         activation_checkpointing: bool = False,
     ) -> None:
         super().__init__()
+        check_settings(
+            learning_rate=(learning_rate, 1e-12, None),
+            weight_decay=(weight_decay, 0.0, None),
+            huber_c=(huber_c, 1e-12, None),
+            tc_lag=(tc_lag, 1, None),
+            tc_weight=(tc_weight, 0.0, None),
+            target_ema_decay=(target_ema_decay, 0.0, 1.0),
+            val_steps=(val_steps, 1, None),
+        )
         teacher = teacher_reference(teacher)  # plain data in the checkpoint's hyperparameters
         self.save_hyperparameters()
         if target_network not in ("online", "ema"):

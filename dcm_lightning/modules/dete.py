@@ -228,14 +228,6 @@ class DetEModule(ConsistencyDistillationModule):
         # Generator: consistency (+ TC) + λ_adv·GAN + λ_fm·feature matching. Its backward also reaches
         # the discriminator's weights through the adversarial term; the D step clears those first.
         generator_loss = step.losses["loss"] + gan.generator
-        self._generator_update(optimizer_g, generator_loss)
-        # Discriminator: hinge on the G step's features, detached — the teacher runs no second time.
-        optimizer_d.zero_grad()
-        self.manual_backward(gan.discriminator)
-        clip = self.discriminator_spec.clip
-        self.clip_gradients(optimizer_d, gradient_clip_val=clip, gradient_clip_algorithm="norm")
-        optimizer_d.step()
-
         accuracy = ((gan.real_logits > 0).float().mean() + (gan.fake_logits < 0).float().mean()) / 2
         gan_logs = {
             "train/adversarial": gan.adversarial.detach(),
@@ -246,15 +238,22 @@ class DetEModule(ConsistencyDistillationModule):
             "train/d_fake": gan.fake_logits.mean(),
             "train/d_accuracy": accuracy,
         }
-        self._log_step(step, batch, gan_logs)
+        self._log_step(step, batch, gan_logs)  # before the updates: NonFiniteGuard reads this step's terms
+        self._generator_update(optimizer_g, generator_loss)
+        # Discriminator: hinge on the G step's features, detached — the teacher runs no second time.
+        optimizer_d.zero_grad()
+        self.manual_backward(gan.discriminator)
+        clip = self.discriminator_spec.clip
+        self.clip_gradients(optimizer_d, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+        optimizer_d.step()
 
     def _consistency_only_step(self, step: ConsistencyStep, optimizer_g, optimizer_d, batch: dict) -> None:
+        self._log_step(step, batch, {})
         self._generator_update(optimizer_g, step.losses["loss"])
         # The discriminator has no gradient and stays as it is; its step keeps two optimizer steps per
         # batch, so step counts, checkpoints and the data stream mean the same with and without GAN.
         optimizer_d.zero_grad()
         optimizer_d.step()
-        self._log_step(step, batch, {})
 
     def _generator_update(self, optimizer_g, loss: Tensor) -> None:
         """One clipped step of the detail expert on ``loss``, then the EMA target follows."""

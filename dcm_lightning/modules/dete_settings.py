@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from dcm_lightning.errors import UserError
+from dcm_lightning.errors import UserError, check_settings
 
 
 @dataclass
@@ -34,6 +34,9 @@ class DetailExpertSpec:
     def __post_init__(self) -> None:
         if self.mode not in ("lora", "full"):
             raise UserError(f"detail.mode must be 'lora' or 'full', got {self.mode!r}.")
+        check_settings(
+            **{"detail.lora_rank": (self.lora_rank, 1, None), "detail.lora_alpha": (self.lora_alpha, 1e-12, None)}
+        )
 
 
 @dataclass
@@ -79,6 +82,12 @@ class AdversarialSpec:
             if getattr(self, name) not in allowed:
                 options = ", ".join(repr(a) for a in allowed)
                 raise UserError(f"adversarial.{name} must be one of {options}, got {getattr(self, name)!r}.")
+        check_settings(
+            **{
+                "adversarial.weight": (self.weight, 0.0, None),
+                "adversarial.feature_matching_weight": (self.feature_matching_weight, 0.0, None),
+            }
+        )
 
     @property
     def enabled(self) -> bool:
@@ -120,6 +129,14 @@ class DiscriminatorSpec:
             )
         if self.norm not in ("frame", "video"):
             raise UserError(f"discriminator.norm must be 'frame' or 'video', got {self.norm!r}.")
+        check_settings(
+            **{
+                "discriminator.learning_rate": (self.learning_rate, 1e-12, None),
+                "discriminator.weight_decay": (self.weight_decay, 0.0, None),
+                "discriminator.clip": (self.clip, 1e-12, None),
+                "discriminator.hidden_dim": (self.hidden_dim, 1, None),
+            }
+        )
 
 
 def settings_group(cls, value):

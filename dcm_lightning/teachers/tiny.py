@@ -148,7 +148,11 @@ class TinyTeacher(nn.Module):
         config_path, weights_path = folder / "config.json", folder / "model.safetensors"
         if not config_path.is_file() or not weights_path.is_file():
             raise UserError(f"{folder} is not a tiny-teacher folder: it needs config.json and model.safetensors.")
-        return cls.from_config(json.loads(config_path.read_text()), load_file(weights_path))
+        try:
+            config, weights = json.loads(config_path.read_text()), load_file(weights_path)
+        except Exception as error:  # invalid JSON, a truncated safetensors file (SafetensorError)
+            raise UserError(f"{folder} is not a readable tiny-teacher folder ({type(error).__name__}).") from None
+        return cls.from_config(config, weights)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, checkpoint: dict | None = None) -> TinyTeacher:

@@ -76,13 +76,15 @@ def test_a_cached_pair_is_the_teachers_state_at_n_and_its_next_step(student, tmp
 def test_the_training_stream_ends_with_the_runs_last_batch(
     student, tmp_path, world_size, steps_per_batch, global_step, batches_left
 ):
-    """The loader holds exactly the batches the run still takes (a GAN module takes two optimizer
-    steps per batch), so the progress bar counts to the end; every rank's stream picks up where the
-    interrupted run stopped."""
+    """The loader yields exactly the batches the run still takes (a GAN module takes two optimizer
+    steps per batch), every rank's stream picking up where the interrupted run stopped; its length
+    counts the run's batches from the first, so that Lightning, which restores its count of the
+    epoch's batches, ends the epoch where the uninterrupted run does."""
     data = datamodule(tmp_path, batch_size=2)
     data.cache = data.prepare_cache(student)
     student.optimizer_steps_per_batch = steps_per_batch
-    max_steps = (global_step // steps_per_batch + batches_left) * steps_per_batch
+    done = global_step // steps_per_batch
+    max_steps = (done + batches_left) * steps_per_batch
     loaders = []
     for rank in range(world_size):
         strategy = SimpleNamespace(world_size=world_size, global_rank=rank)
@@ -94,9 +96,10 @@ def test_the_training_stream_ends_with_the_runs_last_batch(
             max_steps=max_steps,
         )
         loaders.append(data.train_dataloader())
-    assert [len(loader) for loader in loaders] == [batches_left] * world_size
-    items = [list(loader.dataset.indices) for loader in loaders]
-    first = global_step // steps_per_batch * 2 * world_size
+    assert [len(loader) for loader in loaders] == [done + batches_left] * world_size
+    assert [len(list(loader.batch_sampler)) for loader in loaders] == [batches_left] * world_size
+    items = [[loader.dataset.indices[p] for p in loader.sampler] for loader in loaders]
+    first = done * 2 * world_size
     interleaved = [i for step in range(batches_left) for rank in items for i in rank[2 * step : 2 * step + 2]]
     assert interleaved == list(range(first, first + batches_left * 2 * world_size))
 
