@@ -62,14 +62,29 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"drawn for comparison (default {DEFAULT_BOUNDARY_INDEX}, the configs' κ)",
     )
     boundary.add_argument("--out", required=True, help="output folder (created)")
+    capacity = commands.add_parser(
+        "capacity",
+        help="memory per GPU of a real-teacher config, and the context-parallel ranks it needs",
+        description="Parameters, gradients, optimizer states and activations per GPU for the config's mesh "
+        "(num_nodes × devices, FSDP2 over all), resolution and precision: parameter counts exact (the "
+        "transformer built on the meta device from the pipeline folder's transformer/config.json, or the "
+        "released configuration when the folder is absent), activations modeled (dcm_lightning.analysis."
+        "capacity); whether it fits the GPU and how many context-parallel ranks would make it fit. A detail-"
+        "expert config takes its teacher from the SemE config beside it that writes its semantic checkpoint.",
+    )
+    capacity.add_argument("--config", required=True, action="append", help="a shipped real config (repeatable)")
+    capacity.add_argument("--gpu-gib", type=float, default=80.0, help="GPU memory in GiB (default 80)")
+    capacity.add_argument("--out", default=None, help="also write OUT/capacity.json and OUT/capacity.md")
     return parser
 
 
 def main(argv: Sequence[str]) -> None:
     args = build_parser().parse_args(argv)
-    out = Path(args.out)
+    out = Path(args.out) if args.out else None
     if args.analysis == "params":
         _params(args, out)
+    elif args.analysis == "capacity":
+        _capacity(args)
     else:
         _boundary(args, out)
 
@@ -134,6 +149,20 @@ def _boundary(args, out: Path) -> None:
         print(f"{n:>3} {curves.sigmas[position]:>8.4f} {curves.latent_distance[position]:>16.4f} {agreement:>20}")
     sigma_b = curves.sigmas[curves.indices.index(kappa)]
     print(f"suggested κ = {kappa} (σ_b = {sigma_b:.4f}); wrote {out}/boundary.json and {out}/boundary.png")
+
+
+def _capacity(args) -> None:
+    from dcm_lightning.analysis.capacity import capacity_of_config, capacity_table
+
+    plans = [capacity_of_config(Path(config), args.gpu_gib) for config in args.config]
+    table = capacity_table(plans, args.gpu_gib)
+    print(table)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "capacity.json").write_text(json.dumps(plans, indent=1) + "\n")
+        (out / "capacity.md").write_text(table + "\n")
+        print(f"wrote {out}/capacity.json and {out}/capacity.md")
 
 
 def _bars(table: dict, a: str, b: str):
