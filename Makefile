@@ -37,8 +37,8 @@ test-slow: install ## run only the slow tests (but the fault-injection suite: `m
 
 reliability: install ## kill/resume every stage, SIGTERM, SLURM requeue, torn writes, bad inputs -> experiments/reliability/results.md
 	rm -f experiments/reliability/results.jsonl
-	DCM_RELIABILITY_RESULTS=experiments/reliability/results.jsonl $(PY) -m pytest -q -m reliability tests/reliability
-	DCM_RELIABILITY_RESULTS=experiments/reliability/results.jsonl $(PY) -m pytest -q tests/test_bad_inputs.py
+	DCM_RELIABILITY_RESULTS=$(CURDIR)/experiments/reliability/results.jsonl $(PY) -m pytest -q -m reliability tests/reliability
+	DCM_RELIABILITY_RESULTS=$(CURDIR)/experiments/reliability/results.jsonl $(PY) -m pytest -q tests/test_bad_inputs.py
 	$(PY) -m experiments.reliability.report
 
 lint: install ## ruff: lint and format check

@@ -50,7 +50,7 @@ def _tools() -> dict[str, tuple[str, Callable[[Sequence[str]], None]]]:
         ),
         "vbench-score": ("VBench Total/Quality/Semantic from VBench's per-dimension result files", vbench_score.main),
         "analyze": (
-            "params: two networks' differences by module kind; boundary: suggest κ for a teacher",
+            "params: two networks' differences by module kind; boundary: suggest κ; capacity: memory per GPU",
             analyze.main,
         ),
     }

@@ -9,8 +9,13 @@ trainer, logger and checkpoint blocks once; the experiment file names its run on
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import difflib
+import importlib
+import inspect
 import io
 import re
+import typing
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -146,9 +151,6 @@ _BOILERPLATE = re.compile(
 
 def _init_options(cls) -> dict[str, object]:
     """A class's constructor options with their annotations, following ``**kwargs`` up the MRO."""
-    import inspect
-    import typing
-
     options: dict[str, object] = {}
     for klass in cls.__mro__:
         if "__init__" not in vars(klass):
@@ -171,8 +173,6 @@ def _init_options(cls) -> dict[str, object]:
 
 def _nested_options(cls, dotted: str) -> tuple[str, list[str]]:
     """The last part of ``dotted`` (``detail.lora_rnk``) and the options valid beside it."""
-    import dataclasses
-
     *groups, key = dotted.split(".")
     options = _init_options(cls)
     for group in groups:
@@ -182,15 +182,11 @@ def _nested_options(cls, dotted: str) -> tuple[str, list[str]]:
 
 
 def _closest(key: str, options: list[str]) -> str:
-    import difflib
-
     found = difflib.get_close_matches(key, options, n=1, cutoff=0.5)
     return f"; did you mean {found[0]!r}?" if found else f"; the options are {', '.join(sorted(options))}."
 
 
 def _class_named(path: str):
-    import importlib
-
     module, _, name = path.rpartition(".")
     return getattr(importlib.import_module(module), name)
 
@@ -220,8 +216,6 @@ def parse_error_sentence(message: str) -> str:
         return f"{class_path} has no option {section}.init_args.{dotted}" + _closest(key, options)
     if m := re.search(r"module '([\w.]+)' has no attribute '(\w+)'", text):
         module, name = m.groups()
-        import importlib
-
         options = [n for n in dir(importlib.import_module(module)) if not n.startswith("_")]
         return f"{section}.class_path {class_path!r} does not exist" + _closest(name, options)
     if m := re.search(r'Parser key "([\w.]+)": (.*)', text):

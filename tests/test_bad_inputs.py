@@ -23,6 +23,7 @@ import yaml
 from dcm_lightning.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
+RESULTS = os.environ.get("DCM_RELIABILITY_RESULTS") and Path(os.environ["DCM_RELIABILITY_RESULTS"]).absolute()
 PROMPT = "a plain red circle moving up"
 
 
@@ -416,7 +417,7 @@ def world(chained) -> Path:
 
 
 def _record(case: Case, refused: bool, message: str, lost: int) -> None:
-    out = os.environ.get("DCM_RELIABILITY_RESULTS")
+    out = RESULTS
     if out:
         row = {"bad_input": case.name, "kind": case.kind, "refused_cleanly": refused, "message": message, "lost": lost}
         with open(out, "a") as file:

@@ -79,13 +79,15 @@ class NonFiniteGuard(L.Callback):
             self.skipped += 1
             pl_module.log("train/skipped_steps", float(self.skipped), rank_zero_only=True)
             return
+        with_terms = _ranks_with(trainer, bool(terms), pl_module.device)  # where it started: gradients spread
         if terms:
             what = f"non-finite loss terms {', '.join(terms)}"
         else:
             what = f"a non-finite gradient of {gradient}" if gradient else "a non-finite value on another rank"
         raise UserError(
-            f"step {trainer.global_step}, rank {trainer.global_rank}: {what} (ranks {ranks}); stopped before "
-            "applying the step — lower the learning rate or check the data, or set NonFiniteGuard's action: skip."
+            f"step {trainer.global_step}, rank {trainer.global_rank}: {what} (loss terms non-finite on ranks "
+            f"{with_terms}, a loss term or gradient on ranks {ranks}); stopped before applying the step — lower "
+            "the learning rate or check the data, or set NonFiniteGuard's action: skip."
         )
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:

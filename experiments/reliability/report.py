@@ -29,13 +29,12 @@ def main() -> None:
         "(0 = bit-identical; FSDP2 rows must stay ≤ 1e-7). `make reliability` writes this table only when "
         "every test passed.",
         "",
-        "| stage | fault | at step | resumed | largest relative difference |",
+        "| stage | fault | at step | outcome | largest relative difference |",
         "|---|---|---:|---|---:|",
     ]
     for r in faults:
-        lines.append(
-            f"| {r['stage']} | {r['fault']} | {r['step']} | {'yes' if r['resumed'] else 'no'} | {r['difference']:.3g} |"
-        )
+        difference = "—" if r["difference"] is None else f"{r['difference']:.3g}"
+        lines.append(f"| {r['stage']} | {r['fault']} | {r['step']} | {r['outcome']} | {difference} |")
     refused = sum(r["refused_cleanly"] for r in inputs)
     lost = sum(r.get("lost", 0) for r in inputs)
     by_kind = Counter(r["kind"] for r in inputs)

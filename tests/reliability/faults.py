@@ -8,7 +8,8 @@ import signal
 
 import lightning as L
 import torch
-from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from dcm_lightning.checkpoints import AtomicCheckpointIO
 
 
 class PoisonBatch(L.Callback):
@@ -26,23 +27,27 @@ class PoisonBatch(L.Callback):
         first.fill_(self.value)
 
 
-class TornCheckpointIO(TorchCheckpointIO):
-    """Write half of the checkpoint of step ``at_step``, then die (SIGKILL): a write cut off midway."""
+class TornCheckpointIO(AtomicCheckpointIO):
+    """The presets' atomic writer, killed (SIGKILL) halfway through writing the checkpoint of step
+    ``at_step``: a write cut off midway."""
 
     def __init__(self, at_step: int) -> None:
         self.at_step = at_step
 
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
-        if checkpoint.get("global_step") != self.at_step:
-            return super().save_checkpoint(checkpoint, path, storage_options)
-        buffer = io.BytesIO()
-        torch.save(checkpoint, buffer)
-        data = buffer.getvalue()
-        with open(path, "wb") as file:
-            file.write(data[: len(data) // 2])
-            file.flush()
-            os.fsync(file.fileno())
-        os.kill(os.getpid(), signal.SIGKILL)
+        if checkpoint.get("global_step") == self.at_step:
+
+            def torn(obj, target, *args, **kwargs) -> None:
+                buffer = io.BytesIO()
+                original(obj, buffer)
+                with open(target, "wb") as file:
+                    file.write(buffer.getvalue()[: buffer.tell() // 2])
+                    file.flush()
+                    os.fsync(file.fileno())
+                os.kill(os.getpid(), signal.SIGKILL)
+
+            original, torch.save = torch.save, torn
+        super().save_checkpoint(checkpoint, path, storage_options)
 
 
 class PoisonWeights(L.Callback):

@@ -35,10 +35,11 @@ from tests.reliability.stages import (
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability]
 SBATCH = REPO / "scripts" / "slurm" / "dcm_fit.sbatch"
+RESULTS = os.environ.get("DCM_RELIABILITY_RESULTS") and Path(os.environ["DCM_RELIABILITY_RESULTS"]).absolute()
 
 
 def record(**row) -> None:
-    out = os.environ.get("DCM_RELIABILITY_RESULTS")
+    out = RESULTS
     if out:
         with open(out, "a") as file:
             file.write(json.dumps(row) + "\n")
@@ -154,8 +155,11 @@ def test_a_checkpoint_write_cut_off_midway_leaves_last_on_the_previous_one(strai
     config.write_text(yaml.safe_dump(values))
     status, output = finish(start_fit(config, work))
     assert status == -signal.SIGKILL, output[-3000:]
-    last = work / "torn" / "checkpoints" / "last.ckpt"
+    folder = work / "torn" / "checkpoints"
+    last = folder / "last.ckpt"
     assert os.readlink(last) == f"epoch=0-step={step - 1}.ckpt"
+    assert (folder / f".epoch=0-step={step}.ckpt.partial").exists()  # the torn write, under another name
+    assert not (folder / f"epoch=0-step={step}.ckpt").exists()
     clean = stage_config(stage, work, "torn")  # the same run without the fault
     run_fit(clean, work, "--ckpt_path", str(last))
     difference = largest_difference(final_state(work / "torn", stage.max_steps), expected)
@@ -177,7 +181,9 @@ def test_a_nan_on_one_rank_stops_every_rank_before_the_step_naming_that_rank(str
     config.write_text(yaml.safe_dump(values))
     status, output = finish(start_fit(config, work))
     assert status == 2, output[-3000:]
-    assert "error: step 2, rank 1: non-finite loss terms" in output and "(ranks [1])" in output
+    assert "error: step 2, rank 1: non-finite loss terms" in output  # where it started …
+    assert "error: step 2, rank 0: a non-finite gradient" in output  # … and the all-reduce spread it
+    assert output.count("(loss terms non-finite on ranks [1], a loss term or gradient on ranks [0, 1])") == 2
     assert "Traceback" not in output
     written = (work / "poisoned" / "checkpoints").glob("*step=*")
     assert sorted(int(p.name.split("step=")[1].split(".")[0]) for p in written) == [1, 2]
