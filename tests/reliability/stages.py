@@ -50,6 +50,7 @@ STAGES = {
         Stage("dete_gan", 8),
         Stage("dete_consistency", 8),
         Stage("seme_fsdp2", 4, devices=2),
+        Stage("seme_ema_fsdp2", 4, devices=2),
         Stage("dete_fsdp2", 6, devices=2),
     )
 }
@@ -114,8 +115,9 @@ def _fsdp2_config(work: Path, name: str, module: str, max_steps: int) -> dict:
     if not folder.exists():
         write_pipeline_folder(FAMILY, folder)
         write_latents(FAMILY, work / "latents")
-    if module == "seme":
+    if module.startswith("seme"):  # "seme_ema": with the EMA target network
         model = {"teacher": teacher_settings(folder, guidance_scale=1.0), "boundary_index": 5}
+        model |= {"target_network": "ema"} if module == "seme_ema" else {}
     else:
         semantic = work / "semantic_fsdp2" / "checkpoints" / "epoch=0-step=2.ckpt"
         if not semantic.exists():
@@ -134,7 +136,8 @@ def _fsdp2_config(work: Path, name: str, module: str, max_steps: int) -> dict:
             path.write_text(yaml.safe_dump(_every_step(values, work / "semantic_fsdp2")))
             run_fit(path, work)
         model = {"semantic_checkpoint": str(semantic), "detail": {"lora_rank": 4}, "discriminator": {"hidden_dim": 32}}
-    values = yaml.safe_load(real_config(work, module, FAMILY, max_steps, learning_rate=1e-3, **model).read_text())
+    stage = module.removesuffix("_ema")
+    values = yaml.safe_load(real_config(work, stage, FAMILY, max_steps, learning_rate=1e-3, **model).read_text())
     values["trainer"].update(devices=2, strategy=SHARDED)
     return values
 
