@@ -144,6 +144,24 @@ def _disk_full_on_checkpoints(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(checkpoints.torch, "save", lambda obj, path, *a, **k: _half_then_full(path))
 
 
+def _corrupt_cache_shard(root: Path, tmp: Path) -> None:
+    """A copy of the shared (complete) cache whose first shard lost its last two thirds."""
+    import shutil
+
+    shutil.copytree(root / "cache", tmp / "cache")
+    shard = sorted((tmp / "cache").glob("shard-*.safetensors"))[0]
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 3])
+    _config_with(["data", "init_args", "cache_dir"], "{tmp}/cache")(root, tmp)
+
+
+def _corrupt_latent_part(root: Path, tmp: Path) -> None:
+    """Pre-encoded latents whose one part is not a safetensors file."""
+    _write("latents/part-00000.safetensors", b"not a safetensors file")(root, tmp)
+    config = _own_config(root, tmp, "seme.yaml")
+    config["data"]["init_args"].update(source="latents", latents_dir=str(tmp / "latents"))
+    (tmp / "bad.yaml").write_text(yaml.safe_dump(config))
+
+
 def _other_grid_teacher(root: Path, tmp: Path) -> None:
     """The shared teacher's weights on a 12-step grid, with the shared cache (made on 10 steps)."""
     import json as json_module
@@ -327,6 +345,20 @@ CASES = [
         ["fit", "--config", "{tmp}/bad.yaml"],
         "does not match this run",
         _other_grid_teacher,
+    ),
+    Case(
+        "cache shard corrupt",
+        "file",
+        ["fit", "--config", "{tmp}/bad.yaml"],
+        "is missing or corrupt (checksum mismatch)",
+        _corrupt_cache_shard,
+    ),
+    Case(
+        "latent part corrupt",
+        "file",
+        ["fit", "--config", "{tmp}/bad.yaml"],
+        "is not readable",
+        _corrupt_latent_part,
     ),
     Case(
         "full disk while the cache is written",

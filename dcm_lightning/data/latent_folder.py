@@ -36,8 +36,14 @@ class LatentFolder:
         self.paths = paths
         self.sizes = []
         for path in paths:
-            with safe_open(path, framework="pt") as part:
-                self.sizes.append(part.get_slice("latents").get_shape()[0])
+            try:
+                with safe_open(path, framework="pt") as part:
+                    self.sizes.append(part.get_slice("latents").get_shape()[0])
+            except Exception as error:  # a truncated or foreign file (SafetensorError)
+                raise UserError(
+                    f"latent part {path} is not readable ({type(error).__name__}); encode it again "
+                    "(`python -m dcm_lightning encode-latents`)."
+                ) from None
         self._parts: dict[int, object] = {}  # opened on first read, so DataLoader workers open their own
 
     def __len__(self) -> int:
