@@ -35,13 +35,17 @@ def non_finite_terms(metrics: dict[str, Tensor], prefix: str = "train/") -> list
     )
 
 
-def first_non_finite_gradient(optimizer: torch.optim.Optimizer, names: dict[int, str]) -> str | None:
-    """The name of the first parameter of ``optimizer`` whose gradient (this rank's part) is not finite."""
-    for group in optimizer.param_groups:
-        for parameter in group["params"]:
-            if parameter.grad is not None and not torch.isfinite(_local(parameter.grad)).all():
-                return names.get(id(parameter), "an unnamed parameter")
-    return None
+def first_non_finite_gradient(optimizer: torch.optim.Optimizer, module: torch.nn.Module) -> str | None:
+    """The name (in ``module``) of the first parameter of ``optimizer`` whose gradient (this rank's part)
+    is not finite; one device synchronization when all are finite."""
+    gradients = [(p, _local(p.grad)) for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    if not gradients:
+        return None
+    finite = torch.stack([torch.isfinite(g).all() for _, g in gradients])
+    if bool(finite.all()):
+        return None
+    first = gradients[int((~finite).nonzero()[0])][0]
+    return next((name for name, p in module.named_parameters() if p is first), "an unnamed parameter")
 
 
 def _ranks_with(trainer: L.Trainer, flag: bool, device: torch.device) -> list[int]:
@@ -70,7 +74,7 @@ class NonFiniteGuard(L.Callback):
         fresh = {k: v for k, v in trainer.callback_metrics.items() if v is not self._seen.get(k)}
         self._seen.update(fresh)  # a term not logged again this step keeps its object: not looked at twice
         terms = non_finite_terms(fresh)
-        gradient = first_non_finite_gradient(optimizer, {id(p): n for n, p in pl_module.named_parameters()})
+        gradient = first_non_finite_gradient(optimizer, pl_module)
         ranks = _ranks_with(trainer, bool(terms or gradient), pl_module.device)
         if not ranks:
             return
