@@ -206,9 +206,7 @@ def parse_error_sentence(message: str) -> str:
         group, key = m.groups()
         if group is None:  # the subcommand's: "trainer.max_stpes"
             group, _, key = key.rpartition(".")
-        from lightning.pytorch import Trainer
-
-        options = list(_init_options(Trainer)) if group == "trainer" else []
+        options = list(_init_options(L.Trainer)) if group == "trainer" else []
         return f"{group} has no option {key!r}" + (_closest(key, options) if options else ".")
     if m := re.search(r"Option '([\w.]+)' is not accepted|unrecognized arguments: --([\w.]+)=", text):
         dotted = m.group(1) or m.group(2)

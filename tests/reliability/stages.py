@@ -88,7 +88,7 @@ def _tiny(work: Path, name: str, source: str, max_steps: int) -> dict:
     return yaml.safe_load(distill_config(work, name, teacher, max_steps, source=source).read_text())
 
 
-def _teacher_config(work: Path, name: str, max_steps: int) -> dict:
+def _teacher_config(max_steps: int) -> dict:
     config = compose_documented(REPO / "configs" / "teacher_tiny.yaml", REPO)
     config["trainer"]["max_steps"] = max_steps
     config["model"]["init_args"].update(size="test", warmup_steps=2)
@@ -146,7 +146,7 @@ def stage_config(stage: Stage, work: Path, run: str) -> Path:
     """The config of ``stage``'s run ``run`` (its folder ``work/run``), written as ``work/run.yaml``."""
     root, steps = work / run, stage.max_steps
     if stage.name == "teacher":
-        config = _teacher_config(work, run, steps)
+        config = _teacher_config(steps)
     elif stage.name in ("seme", "lcm", "pcm", "vcm"):
         config = _tiny(work, run, f"{stage.name}_tiny", steps)
     elif stage.name.startswith("dete_") and stage.devices == 1:

@@ -70,6 +70,13 @@ def straight(tmp_path_factory):
     return get
 
 
+def resumed_difference(stage: Stage, work: Path, run: str, expected: dict, config: Path | None = None) -> float:
+    """Resume run ``run`` from its last.ckpt to the end; its largest difference from ``expected``."""
+    last = work / run / "checkpoints" / "last.ckpt"
+    run_fit(config or work / f"{run}.yaml", work, "--ckpt_path", str(last))
+    return largest_difference(final_state(work / run, stage.max_steps), expected)
+
+
 @pytest.mark.parametrize("name", list(STAGES))
 def test_a_run_killed_at_a_random_step_resumes_to_the_same_weights_and_optimizer_states(name, straight):
     stage = STAGES[name]
@@ -79,8 +86,7 @@ def test_a_run_killed_at_a_random_step_resumes_to_the_same_weights_and_optimizer
     process = start_fit(config, work)
     interrupt_after(process, work / "killed", step, signal.SIGKILL)
     process.wait()
-    run_fit(config, work, "--ckpt_path", str(work / "killed" / "checkpoints" / "last.ckpt"))
-    difference = largest_difference(final_state(work / "killed", stage.max_steps), expected)
+    difference = resumed_difference(stage, work, "killed", expected)
     record(stage=name, fault="SIGKILL", step=step, outcome="resumed", difference=difference)
     assert difference <= tolerance(stage)
 
@@ -98,8 +104,7 @@ def test_sigterm_saves_a_checkpoint_exits_143_and_the_run_resumes_exactly(name, 
     last = work / "terminated" / "checkpoints" / "last.ckpt"
     assert os.readlink(last).startswith("preempted-step="), os.readlink(last)
     assert "Traceback" not in output
-    run_fit(config, work, "--ckpt_path", str(last))
-    difference = largest_difference(final_state(work / "terminated", stage.max_steps), expected)
+    difference = resumed_difference(stage, work, "terminated", expected)
     record(stage=name, fault="SIGTERM", step=step, outcome="resumed", difference=difference)
     assert difference <= tolerance(stage)
 
@@ -161,8 +166,7 @@ def test_a_checkpoint_write_cut_off_midway_leaves_last_on_the_previous_one(strai
     assert (folder / f".epoch=0-step={step}.ckpt.partial").exists()  # the torn write, under another name
     assert not (folder / f"epoch=0-step={step}.ckpt").exists()
     clean = stage_config(stage, work, "torn")  # the same run without the fault
-    run_fit(clean, work, "--ckpt_path", str(last))
-    difference = largest_difference(final_state(work / "torn", stage.max_steps), expected)
+    difference = resumed_difference(stage, work, "torn", expected, config=clean)
     record(
         stage="seme", fault="checkpoint write cut off (SIGKILL)", step=step, outcome="resumed", difference=difference
     )
