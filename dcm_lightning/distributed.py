@@ -16,13 +16,32 @@ from torch import nn
 from dcm_lightning.errors import UserError
 
 
-def data_parallel_mesh(device_mesh):
-    """The 1-D data-parallel sub-mesh of ``ModelParallelStrategy``'s mesh; None without one."""
+def fsdp_mesh(device_mesh):
+    """The 1-D mesh FSDP2 shards over: the data-parallel dimension of ``ModelParallelStrategy``'s mesh,
+    or every rank of ``ContextParallelStrategy``'s (strategies.py); None without a mesh."""
     if device_mesh is None:
         return None
-    if device_mesh["tensor_parallel"].size() != 1:
-        raise UserError("tensor parallelism is not supported; set tensor_parallel_size: 1 in the strategy.")
-    return device_mesh["data_parallel"]
+    if "tensor_parallel" in device_mesh.mesh_dim_names:
+        if device_mesh["tensor_parallel"].size() != 1:
+            raise UserError("tensor parallelism is not supported; set tensor_parallel_size: 1 in the strategy.")
+        return device_mesh["data_parallel"]
+    return device_mesh[device_mesh.mesh_dim_names]._flatten()
+
+
+def data_parallel_size(device_mesh) -> int:
+    """How many data-parallel groups (each holding its own samples) the mesh has; 1 without one."""
+    return 1 if device_mesh is None else device_mesh["data_parallel"].size()
+
+
+def data_parallel_rank(trainer) -> tuple[int, int]:
+    """(rank, size) of this process among the data-parallel groups: the ranks of one context-parallel
+    group share a rank (they hold the same sample and draw the same noise). Without a mesh, the
+    global rank and world size."""
+    strategy = trainer.strategy
+    kwargs = getattr(strategy, "distributed_sampler_kwargs", None)
+    if kwargs is None:
+        return strategy.global_rank, strategy.world_size
+    return kwargs["rank"], kwargs["num_replicas"]
 
 
 def shard_network(network: nn.Module, mesh) -> None:

@@ -124,6 +124,15 @@ class DualExpertNetwork(nn.Module):
         for network in [self.semantic] + ([self.detail] if self.mode == "full" else []):
             network.enable_activation_checkpointing()
 
+    def enable_context_parallel(self, group) -> None:
+        """Both experts' tokens split over ``group`` (context_parallel.py); the Ψ copies get the splits
+        and gathers of the modules they stand in for."""
+        if self.mode == "full":
+            self.semantic.enable_context_parallel(group)
+            self.detail.enable_context_parallel(group)
+            return
+        self.semantic.enable_context_parallel(group, {_path(key): module for key, module in self.psi.items()})
+
     # ---- routing ---------------------------------------------------------------------------------
 
     def forward(self, x: Tensor, timestep: Tensor, *args, expert: Expert | None = None, **kwargs):

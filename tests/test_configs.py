@@ -46,8 +46,16 @@ def test_config_names_its_run_once_and_leaves_the_machine_to_the_preset(config):
     own = yaml.safe_load(config.read_text())
     assert own["trainer"]["default_root_dir"] == f"runs/{config.stem}"
     machine = {"accelerator", "devices", "num_nodes", "strategy", "precision", "logger", "callbacks"}
+    strategy = own["trainer"].pop("strategy", None)
     assert not machine & set(own["trainer"]), "machine, logger and checkpoint settings live in the preset"
     values = composed(config)
+    if strategy is not None:  # only how a sample's tokens are split, which the video size decides
+        assert strategy["class_path"] == "dcm_lightning.strategies.ContextParallelStrategy"
+        assert set(strategy["init_args"]) <= {"ulysses", "ring"}
+        composed_strategy = values["trainer"]["strategy"]
+        assert composed_strategy["class_path"] == strategy["class_path"]
+        assert strategy["init_args"].items() <= composed_strategy["init_args"].items()
+        assert "data_parallel_size" not in composed_strategy["init_args"]  # the preset's is not carried over
     assert "class_path" in values["model"] and "class_path" in values["data"]
     assert "save_dir" not in values["trainer"]["logger"]["init_args"]  # linked to trainer.default_root_dir
 

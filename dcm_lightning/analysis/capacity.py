@@ -1,7 +1,8 @@
 """Memory per GPU of a real-teacher training config: parameters, gradients and optimizer states from
 the transformer's exact parameter count (built on the meta device, no weights), activations from a
-model of one checkpointed DiT block, for the config's mesh, resolution and precision — and whether it
-fits an 80 GB GPU, or how many context-parallel ranks it would need.
+model of one checkpointed DiT block, for the config's mesh, resolution and precision — whether it fits
+an 80 GB GPU, how many context-parallel ranks it would need, and whether it fits with the ranks the
+config's strategy sets (``ContextParallelStrategy``'s ulysses × ring).
 
 Everything but the parameter counts is **modeled**, not measured (no GPU here):
 - weights: the frozen teacher in its dtype (bf16: 2 B), the student's fp32 master weights (4 B), for
@@ -169,18 +170,33 @@ def per_gpu(
 
 
 def plan(
-    folder, frames, height, width, stage, ranks, gpu_gib=80.0, lora_rank=0, discriminator_hidden=0, **options
+    folder,
+    frames,
+    height,
+    width,
+    stage,
+    ranks,
+    gpu_gib=80.0,
+    lora_rank=0,
+    discriminator_hidden=0,
+    context_parallel=1,
+    **options,
 ) -> dict:
-    """The memory per GPU without context parallelism and the fewest context-parallel ranks (a power of
-    two up to 8) with which it fits ``gpu_gib`` less the reserve."""
+    """The memory per GPU without context parallelism, the fewest context-parallel ranks (a power of
+    two up to 8) with which it fits ``gpu_gib`` less the reserve, and the memory with the
+    ``context_parallel`` ranks the config's strategy sets."""
     arch = architecture(folder, lora_rank)
     sequence = tokens(arch, frames, height, width)
     if discriminator_hidden:
         options["discriminator_parameters"] = discriminator_parameters(arch, discriminator_hidden)
     budget = gpu_gib * (1 - RESERVE)
-    rows = {c: per_gpu(arch, sequence, stage, ranks, c, **options) for c in (1, 2, 4, 8)}
-    needed = next((c for c, row in rows.items() if sum(row.values()) <= budget), None)
+    rows = {c: per_gpu(arch, sequence, stage, ranks, c, **options) for c in sorted({1, 2, 4, 8, context_parallel})}
+    needed = next((c for c, row in rows.items() if c in (1, 2, 4, 8) and sum(row.values()) <= budget), None)
+    configured = round(sum(rows[context_parallel].values()), 2)
     return {
+        "context_parallel": context_parallel,
+        "configured_total_gib": configured,
+        "fits_as_configured": configured <= budget,
         "architecture": asdict(arch),
         "tokens": sequence,
         "stage": stage,
@@ -221,6 +237,9 @@ def capacity_of_config(config: Path, gpu_gib: float = 80.0) -> dict:
         raise UserError(f"{config} trains the tiny tier; capacity is for the real teachers' configs.")
     ranks = int(trainer.get("num_nodes", 1)) * int(trainer.get("devices", 1))
     lora = int((model.get("detail") or {}).get("lora_rank", 0)) if stage == "dete" else 0
+    strategy = trainer.get("strategy")
+    split = strategy.get("init_args", {}) if isinstance(strategy, dict) else {}
+    context = int(split.get("ulysses", 1)) * int(split.get("ring", 1))
     result = plan(
         Path(teacher["path"]),
         teacher["num_frames"],
@@ -234,6 +253,7 @@ def capacity_of_config(config: Path, gpu_gib: float = 80.0) -> dict:
         teacher_dtype=teacher.get("dtype", "bfloat16"),
         ema=model.get("target_network") == "ema",
         discriminator_hidden=int((model.get("discriminator") or {}).get("hidden_dim", 0)) if stage == "dete" else 0,
+        context_parallel=context,
     )
     return {"config": str(config), "precision": trainer.get("precision"), **result}
 
@@ -242,8 +262,9 @@ def capacity_table(plans: list[dict], gpu_gib: float) -> str:
     """The plans as a Markdown table (GiB per GPU; the model's assumptions are in this module's docstring)."""
     lines = [
         f"| config | stage | tokens | GPUs | weights | grads + AdamW | activations | total | fits {gpu_gib:g} GiB "
-        f"(−{RESERVE:.0%}) | context-parallel ranks needed | parameters from |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---|",
+        f"(−{RESERVE:.0%}) | context-parallel ranks needed | the config's ranks | total with them | fits "
+        "| parameters from |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|---|",
     ]
     for p in plans:
         gib, arch = p["per_gpu_gib"], p["architecture"]
@@ -251,6 +272,7 @@ def capacity_table(plans: list[dict], gpu_gib: float) -> str:
         lines.append(
             f"| {Path(p['config']).name} | {p['stage']} | {p['tokens']:,} | {p['ranks']} | {gib['weights']:.1f} | "
             f"{gib['gradients_and_optimizer']:.1f} | {gib['activations']:.1f} | {p['total_gib']:.1f} | "
-            f"{'yes' if p['fits'] else 'no'} | {needed} | {arch['source']} |"
+            f"{'yes' if p['fits'] else 'no'} | {needed} | {p['context_parallel']} | {p['configured_total_gib']:.1f} | "
+            f"{'yes' if p['fits_as_configured'] else 'no'} | {arch['source']} |"
         )
     return "\n".join(lines)

@@ -23,6 +23,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from dcm_lightning.conditioning import TextCondition
+from dcm_lightning.distributed import data_parallel_rank
 from dcm_lightning.errors import UserError
 from dcm_lightning.media import frame_grid, preview, prompt_slug, write_mp4
 from dcm_lightning.sampling import Sampler, seeded_noise, student_sampler, teacher_sampler
@@ -138,7 +139,9 @@ class TrainingSamples(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, sampler: Sampler, kind: str, folder: str
     ) -> float:
         """Sample the prompts in waves (see the class docstring), write and log; the round's seconds."""
-        rank, world = trainer.global_rank, trainer.world_size
+        # The ranks of a context-parallel group sample one prompt together: prompts go by data-parallel rank.
+        rank, world = data_parallel_rank(trainer)
+        copies = trainer.world_size // world
         count = self._limit.get(kind, len(self._conditions))
         out = Path(trainer.default_root_dir) / self.folder_name / folder
         previews, slowest, done = [], 0.0, 0
@@ -149,8 +152,8 @@ class TrainingSamples(L.Callback):
             for first in range(0, count, world):
                 wave_start = time.monotonic()
                 latents = self._latents(trainer, pl_module, sampler, min(first + rank, count - 1))
-                if world > 1:
-                    latents = trainer.strategy.all_gather(latents).flatten(0, 1)  # (world·1) c f h w, by rank
+                if trainer.world_size > 1:  # (ranks·1) c f h w by global rank; one per data-parallel rank
+                    latents = trainer.strategy.all_gather(latents).flatten(0, 1)[::copies]
                 done = min(first + world, count)
                 if trainer.is_global_zero:
                     previews += self._write(latents[: done - first], first, out, sampler.model)

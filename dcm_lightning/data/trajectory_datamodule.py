@@ -25,6 +25,7 @@ from dcm_lightning.data.prompt_file import prompt_file_suite
 from dcm_lightning.data.trajectory_cache import TrajectoryCache, cache_spec
 from dcm_lightning.diffusion import sigma_at
 from dcm_lightning.diffusion.phases import CLEAN_INDEX
+from dcm_lightning.distributed import data_parallel_rank
 from dcm_lightning.errors import UserError, check_settings
 from dcm_lightning.moving_shapes.datasets import training_suite
 from dcm_lightning.randomness import clip_seed
@@ -269,16 +270,15 @@ class TrajectoryDataModule(L.LightningDataModule):
         # counter before it asks for dataloaders, and its count of the epoch's batches so far, which
         # this length keeps consistent, so the epoch ends where the uninterrupted run's does.
         trainer = self.trainer
-        strategy = trainer.strategy
-        per_step = trainer.accumulate_grad_batches * self.batch_size * strategy.world_size
+        # Under context parallelism the ranks of a group share a data-parallel rank: the same items.
+        rank, ranks = data_parallel_rank(trainer)
+        per_step = trainer.accumulate_grad_batches * self.batch_size * ranks
         # global_step counts optimizer steps; a GAN module takes two (G and D) per batch.
         steps_per_batch = consumer.optimizer_steps_per_batch
         done = trainer.global_step // steps_per_batch
         end = STREAM_LENGTH if trainer.max_steps < 0 else -(-trainer.max_steps // steps_per_batch) * per_step
-        offset = strategy.global_rank * self.batch_size
-        rank_items = _RankInterleaved(
-            range(offset, max(end, done * per_step) + offset), self.batch_size, strategy.world_size
-        )
+        offset = rank * self.batch_size
+        rank_items = _RankInterleaved(range(offset, max(end, done * per_step) + offset), self.batch_size, ranks)
         start = done * trainer.accumulate_grad_batches * self.batch_size  # this rank's items trained on
         return stream_loader(dataset, rank_items, self.batch_size, self.num_workers, start=start)
 

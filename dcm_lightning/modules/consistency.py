@@ -23,10 +23,11 @@ from torch import Tensor
 
 from dcm_lightning.checkpoints import MODULE_KEY, WORKING_DIRECTORY_KEY, resolve_reference
 from dcm_lightning.conditioning import TextCondition
+from dcm_lightning.context_parallel import context_group, sum_gradients_over_context
 from dcm_lightning.diffusion import DEFAULT_BOUNDARY_INDEX, sigma_at
 from dcm_lightning.diffusion.consistency import jump
 from dcm_lightning.diffusion.phases import Schedule, Segment, semantic_segment, split_trajectory, whole_trajectory
-from dcm_lightning.distributed import data_parallel_mesh, shard_network
+from dcm_lightning.distributed import data_parallel_rank, data_parallel_size, fsdp_mesh, shard_network
 from dcm_lightning.errors import UserError, check_settings
 from dcm_lightning.losses import consistency_loss
 from dcm_lightning.networks.ema import ExponentialMovingAverage
@@ -146,8 +147,7 @@ class ConsistencyDistillationModule(L.LightningModule, abc.ABC):
 
     def networks(self) -> list[torch.nn.Module]:
         """Every network this module holds: each is one FSDP2 root (its blocks are units of their own)."""
-        networks = [self.teacher.network, self.student.network]
-        return networks + ([self.target_ema.average.network] if self.target_ema is not None else [])
+        return self.split_networks()
 
     def configure_model(self) -> None:
         """Activation checkpointing per block when asked; under ``ModelParallelStrategy`` each
@@ -158,10 +158,32 @@ class ConsistencyDistillationModule(L.LightningModule, abc.ABC):
         if self.hparams.activation_checkpointing:
             for network in (self.teacher.network, self.student.network):
                 network.enable_activation_checkpointing()
-        mesh = data_parallel_mesh(self.device_mesh)
+        context = context_group(self.device_mesh)
+        if context is not None:  # before sharding: the split hooks sit outside FSDP2's
+            for network in self.split_networks():
+                if not hasattr(network, "enable_context_parallel"):
+                    raise UserError(
+                        f"context parallelism needs a diffusers teacher; {type(network).__name__} has none."
+                    )
+                network.enable_context_parallel(context)
+        mesh = fsdp_mesh(self.device_mesh)
         if mesh is not None:
             for network in self.networks():
                 shard_network(network, mesh)
+        if context is not None:
+            sum_gradients_over_context(self.student.network, data_parallel_size(self.device_mesh))
+
+    @property
+    def data_parallel_rank(self) -> int:
+        """This rank among the data-parallel groups: the ranks of a context-parallel group hold one
+        sample and draw one noise (without a trainer: the global rank)."""
+        return self.global_rank if self._trainer is None else data_parallel_rank(self.trainer)[0]
+
+    def split_networks(self) -> list[torch.nn.Module]:
+        """The networks whose tokens a context-parallel group splits: the teacher's, the student's and
+        the target's (the discriminator heads read gathered features)."""
+        networks = [self.teacher.network, self.student.network]
+        return networks + ([self.target_ema.average.network] if self.target_ema is not None else [])
 
     # ---- training ----------------------------------------------------------------------------
 

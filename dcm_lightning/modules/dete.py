@@ -183,8 +183,8 @@ class DetEModule(ConsistencyDistillationModule):
 
     def adversarial_noise(self, shape: torch.Size) -> tuple[Tensor, Tensor]:
         """This step's and this rank's σ_adv grid indices (b,) and re-noise ε (``shape``, b c f h w),
-        from the stream (run seed, step, rank): ranks draw apart, rank 0 as one process does."""
-        generator = step_generator(self._seed, self.global_step, self.global_rank)
+        from the stream (run seed, step, data-parallel rank): ranks draw apart, rank 0 as one process does."""
+        generator = step_generator(self._seed, self.global_step, self.data_parallel_rank)
         levels = torch.tensor(self.segment.sample_indices())  # grid points 0..κ
         if self.adversarial.noise_levels == "below":  # official: σ_prev of each index, σ_{−1} … σ_{κ−1}
             levels = levels - 1

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from dcm_lightning.conditioning import TextCondition
+from dcm_lightning.context_parallel import ContextGroup, apply_plan, diffusers_attention_config, gather, plan_under
 from dcm_lightning.diffusion import teacher_sigmas
 from dcm_lightning.errors import UserError
 from dcm_lightning.teachers.base import Prediction, guided_prediction, trainable_copy
@@ -208,6 +209,42 @@ class DiffusersNetwork(nn.Module):
     def discriminator_blocks(self) -> range:
         """The blocks the discriminator reads every k-th of, counted from the first (official: all)."""
         return range(len(self.blocks))
+
+    # ---- context parallelism (context_parallel.py) ----------------------------------------------
+
+    context: ContextGroup | None = None  # the group this network's tokens are split over, once enabled
+
+    def context_parallel_plan(self) -> dict | None:
+        """Where the transformer's tokens are split and gathered (diffusers' ``_cp_plan`` format,
+        paths from the transformer); None: the family has none."""
+        return getattr(self.transformer, "_cp_plan", None)
+
+    def enable_context_parallel(self, group: ContextGroup, copies: Mapping[str, nn.Module] | None = None) -> None:
+        """Split this network's tokens over ``group``: the plan's hooks on the transformer (and on
+        ``copies``: modules standing in for the ones at those paths, e.g. the detail expert's Ψ),
+        attention that sees the whole sequence, and block features gathered whole."""
+        plan = self.context_parallel_plan()
+        if plan is None:
+            raise UserError(f"context parallelism is not available for {type(self.transformer).__name__}.")
+        apply_plan(self.transformer, plan, group)
+        for path, module in (copies or {}).items():
+            apply_plan(module, plan_under(plan, path.removeprefix("transformer.")), group)
+        self.use_context_attention(group)
+        self.context = group
+
+    def use_context_attention(self, group: ContextGroup) -> None:
+        """Attention over the split sequence: diffusers' own (Ulysses / ring), through the parallel
+        config every attention processor reads (Wan's uses it for self-attention only)."""
+        config = diffusers_attention_config(group)
+        for module in self.transformer.modules():
+            processor = getattr(module, "processor", None)
+            if processor is not None and hasattr(processor, "_parallel_config"):
+                processor._parallel_config = config
+
+    def whole_sequence(self, features: list[Tensor]) -> list[Tensor]:
+        """Block features (b n d) with every token: gathered over the group under context parallelism
+        (the discriminator normalizes per frame; the output head unpatchifies the whole video)."""
+        return features if self.context is None else [gather(f, 1, self.context) for f in features]
 
 
 class LatentVideoTeacher(nn.Module):

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from dcm_lightning.conditioning import TextCondition
+from dcm_lightning.context_parallel import ContextGroup
 from dcm_lightning.diffusion import FlowMatching, classifier_free_guidance
 from dcm_lightning.errors import UserError
 from dcm_lightning.teachers.base import LORA_TARGETS, Prediction
@@ -34,6 +35,7 @@ from dcm_lightning.teachers.features import (
     pack_network_output,
     unpack_network_output,
 )
+from dcm_lightning.teachers.hunyuan_video_parallel import HUNYUAN_CP_PLAN, HunyuanVideoContextParallelProcessor
 
 HUNYUAN_PSI = ("transformer.time_text_embed", "transformer.norm_out", "transformer.proj_out")
 
@@ -48,6 +50,15 @@ class HunyuanVideoNetwork(DiffusersNetwork):
     def blocks(self) -> nn.ModuleList:
         """Every transformer block in order: the FSDP2 and activation-checkpointing units."""
         return nn.ModuleList([*self.transformer.transformer_blocks, *self.transformer.single_transformer_blocks])
+
+    def context_parallel_plan(self) -> dict:
+        return HUNYUAN_CP_PLAN
+
+    def use_context_attention(self, group: ContextGroup) -> None:
+        """The joint attention of every dual- and single-stream block split over ``group`` (the text
+        token refiner stays whole)."""
+        for block in self.blocks:
+            block.attn.set_processor(HunyuanVideoContextParallelProcessor(group))
 
     @property
     def discriminator_blocks(self) -> range:
@@ -78,6 +89,7 @@ class HunyuanVideoNetwork(DiffusersNetwork):
                 guidance=guidance,
                 return_dict=False,
             )[0]
+        features = self.whole_sequence(features)
         heads = (lambda: [self.output_head(f, norm["args"][1], x) for f in features]) if feature_heads else None
         return pack_network_output(v, features, heads)
 
@@ -87,7 +99,8 @@ class HunyuanVideoNetwork(DiffusersNetwork):
         transformer = self.transformer
         batch, _, frames, height, width = x.shape
         p, p_t = transformer.config.patch_size, transformer.config.patch_size_t
-        out = transformer.proj_out(transformer.norm_out(hidden, temb))
+        # proj_out.forward, not __call__: no context-parallel gather, the features are whole already
+        out = transformer.proj_out.forward(transformer.norm_out(hidden, temb))
         out = out.reshape(batch, frames // p_t, height // p, width // p, -1, p_t, p, p)
         return out.permute(0, 4, 1, 5, 2, 6, 3, 7).flatten(6, 7).flatten(4, 5).flatten(2, 3)
 

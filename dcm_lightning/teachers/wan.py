@@ -76,6 +76,7 @@ class WanNetwork(DiffusersNetwork):
             first_call(transformer.condition_embedder) as conditions,
         ):
             v = transformer(hidden_states=x, timestep=timestep, encoder_hidden_states=text, return_dict=False)[0]
+        features = self.whole_sequence(features)
         heads = (lambda: [self.output_head(f, conditions["output"][0], x) for f in features]) if feature_heads else None
         return pack_network_output(v, features, heads)
 
@@ -93,7 +94,7 @@ class WanNetwork(DiffusersNetwork):
             shift, scale = (table + temb.unsqueeze(1)).chunk(2, dim=1)
         shift, scale = shift.to(hidden.device), scale.to(hidden.device)
         out = (transformer.norm_out(hidden.float()) * (1 + scale) + shift).type_as(hidden)
-        out = transformer.proj_out(out)
+        out = transformer.proj_out.forward(out)  # not __call__: no context-parallel gather, these are whole
         out = out.reshape(batch, frames // p_t, height // p_h, width // p_w, p_t, p_h, p_w, -1)
         return out.permute(0, 7, 1, 4, 2, 5, 3, 6).flatten(6, 7).flatten(4, 5).flatten(2, 3)
 

@@ -52,8 +52,11 @@ def test_the_six_real_configs_are_planned_in_one_table(tmp_path, capsys):
     table = (tmp_path / "capacity.md").read_text().splitlines()
     assert len(table) == 2 + 6
     rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:-1]] for line in table[2:]}
-    assert rows["seme_hunyuan.yaml"][-2] != "1" and rows["dete_hunyuan.yaml"][-2] != "1"  # 720p needs a split
-    assert all(rows[f"{s}_{f}.yaml"][-2] == "1" for f in ("wan", "cogvideox") for s in ("seme", "dete"))
+    needed, configured, fits = -5, -4, -2  # columns from the right
+    assert rows["seme_hunyuan.yaml"][needed] != "1" and rows["dete_hunyuan.yaml"][needed] != "1"  # 720p: split
+    assert all(rows[f"{s}_{f}.yaml"][needed] == "1" for f in ("wan", "cogvideox") for s in ("seme", "dete"))
+    for row in rows.values():  # the shipped configs set what it says they need, and then fit
+        assert row[configured] == row[needed] and row[fits] == "yes"
 
 
 def test_a_tiny_config_is_refused_in_one_sentence(capsys):

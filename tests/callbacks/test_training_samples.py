@@ -187,7 +187,12 @@ class _Clock:
 
 def stand_in_trainer(root: Path, loggers=(), global_step: int = 0, world_size: int = 1) -> SimpleNamespace:
     """What the callback reads of rank 0 of a Trainer (``world_size`` ranks that sample alike)."""
-    strategy = SimpleNamespace(broadcast=lambda obj, src=0: obj, all_gather=lambda t: torch.stack([t] * world_size))
+    strategy = SimpleNamespace(
+        global_rank=0,
+        world_size=world_size,
+        broadcast=lambda obj, src=0: obj,
+        all_gather=lambda t: torch.stack([t] * world_size),
+    )
     return SimpleNamespace(
         global_rank=0,
         world_size=world_size,
