@@ -7,6 +7,7 @@ processes) equals 2 data-parallel processes and resumes from its sharded checkpo
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,9 +15,27 @@ import yaml
 from lightning.pytorch.callbacks import Callback
 
 from dcm_lightning.checkpoints import read_lightning_checkpoint
+from dcm_lightning.context_parallel import plan_under, split
+from dcm_lightning.errors import UserError
+from dcm_lightning.teachers.cogvideox import CogVideoXNetwork
+from dcm_lightning.teachers.hunyuan_video_parallel import HUNYUAN_CP_PLAN
 from tests.modules.test_real_teachers import KAPPA, real_config
 from tests.test_fsdp import run_cli
-from tests.tiny_diffusers import teacher_settings, write_latents, write_pipeline_folder
+from tests.tiny_diffusers import teacher_settings, tiny_transformer, write_latents, write_pipeline_folder
+
+
+def test_a_family_without_a_plan_and_a_sequence_that_does_not_divide_are_refused_in_one_sentence():
+    with pytest.raises(UserError, match="not available for CogVideoXTransformer3DModel"):
+        CogVideoXNetwork(tiny_transformer("cogvideox")).enable_context_parallel(None)
+    with pytest.raises(UserError, match="5 tokens do not split over 2 context-parallel ranks"):
+        split(torch.zeros(1, 5, 3), 1, SimpleNamespace(size=2, rank=0))
+    assert torch.equal(split(torch.arange(6).view(1, 6), 1, SimpleNamespace(size=3, rank=1)), torch.tensor([[2, 3]]))
+
+
+def test_a_psi_copy_gets_the_plan_entries_of_the_module_it_stands_in_for():
+    assert plan_under(HUNYUAN_CP_PLAN, "proj_out") == {"": HUNYUAN_CP_PLAN["proj_out"]}
+    assert plan_under(HUNYUAN_CP_PLAN, "norm_out") == {}
+    assert set(plan_under(HUNYUAN_CP_PLAN, "transformer_blocks")) == {"0"}
 
 
 def context_parallel(ulysses: int) -> dict:
