@@ -8,7 +8,7 @@ data-parallel rank as its sampler rank); FSDP2 shards every network over all ran
     trainer:
       strategy:
         class_path: dcm_lightning.strategies.ContextParallelStrategy
-        init_args: {ulysses: 4}        # 24 GPUs: 6 data-parallel groups of 4
+        init_args: {ulysses: 8}        # 24 GPUs: 3 data-parallel groups of 8
 """
 
 from __future__ import annotations

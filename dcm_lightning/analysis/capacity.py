@@ -14,7 +14,10 @@ Everything but the parameter counts is **modeled**, not measured (no GPU here):
   the FFN ratio; attention through SDPA/flash, no s² term); without it every block holds the latter.
   The semantic expert keeps one graph (the student's); the detail expert two (its own and the
   teacher's, whose features carry the gradient of the GAN and feature-matching terms);
-- a context-parallel group of C ranks splits every activation by C (sequence parallelism);
+- a context-parallel group of C ranks splits every activation by C (sequence parallelism) — but the
+  detail expert's discriminator path: its heads read the feature blocks whole on every rank (bf16; the
+  real pass's, and under a split the fake pass's gathered copy too) and hold one checkpointed head's
+  maps at a time (≈ 24 B per token and hidden unit);
 - a reserve of 10 % of the GPU for the allocator, NCCL and the CUDA context.
 ``calibration`` puts the model beside the one step measured on a GPU (experiments/gpu/).
 """
@@ -154,6 +157,7 @@ def per_gpu(
     teacher_dtype: str = "bfloat16",
     ema: bool = False,
     discriminator_parameters: int = 0,
+    discriminator_hidden: int = 0,
 ) -> dict[str, float]:
     """Bytes per GPU (GiB) by part, for ``stage`` "seme" or "dete" on ``ranks`` GPUs."""
     p = arch.parameters
@@ -166,7 +170,15 @@ def per_gpu(
     graphs = 1 if stage == "seme" else 2
     stored = graphs * arch.blocks * (4 * s * h if checkpointing else block)
     activations = stored + (block if checkpointing else 0)
-    return {"weights": weights / GIB, "gradients_and_optimizer": states / GIB, "activations": activations / GIB}
+    parts = {"weights": weights / GIB, "gradients_and_optimizer": states / GIB, "activations": activations / GIB}
+    if stage == "dete":
+        # The discriminator's path is not split: its heads read each feature block whole (bf16) — the real
+        # pass's, and under context parallelism the fake pass's gathered copy too — plus one checkpointed
+        # head's maps at a time (about 24 B per token and hidden unit: two 1×1 convs, their norms and acts).
+        copies = 2 if context_parallel > 1 else 1
+        features = copies * arch.discriminator_heads * sequence * h * 2
+        parts["discriminator_path"] = (features + 24 * sequence * discriminator_hidden) / GIB
+    return parts
 
 
 def plan(
@@ -189,6 +201,7 @@ def plan(
     sequence = tokens(arch, frames, height, width)
     if discriminator_hidden:
         options["discriminator_parameters"] = discriminator_parameters(arch, discriminator_hidden)
+        options["discriminator_hidden"] = discriminator_hidden
     budget = gpu_gib * (1 - RESERVE)
     rows = {c: per_gpu(arch, sequence, stage, ranks, c, **options) for c in sorted({1, 2, 4, 8, context_parallel})}
     needed = next((c for c, row in rows.items() if c in (1, 2, 4, 8) and sum(row.values()) <= budget), None)
@@ -261,17 +274,19 @@ def capacity_of_config(config: Path, gpu_gib: float = 80.0) -> dict:
 def capacity_table(plans: list[dict], gpu_gib: float) -> str:
     """The plans as a Markdown table (GiB per GPU; the model's assumptions are in this module's docstring)."""
     lines = [
-        f"| config | stage | tokens | GPUs | weights | grads + AdamW | activations | total | fits {gpu_gib:g} GiB "
+        f"| config | stage | tokens | GPUs | weights | grads + AdamW | activations | discriminator path | total | "
+        f"fits {gpu_gib:g} GiB "
         f"(−{RESERVE:.0%}) | context-parallel ranks needed | the config's ranks | total with them | fits "
         "| parameters from |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|---|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|---|",
     ]
     for p in plans:
         gib, arch = p["per_gpu_gib"], p["architecture"]
         needed = p["context_parallel_needed"] or "more than 8"
         lines.append(
             f"| {Path(p['config']).name} | {p['stage']} | {p['tokens']:,} | {p['ranks']} | {gib['weights']:.1f} | "
-            f"{gib['gradients_and_optimizer']:.1f} | {gib['activations']:.1f} | {p['total_gib']:.1f} | "
+            f"{gib['gradients_and_optimizer']:.1f} | {gib['activations']:.1f} | "
+            f"{gib.get('discriminator_path', 0):.1f} | {p['total_gib']:.1f} | "
             f"{'yes' if p['fits'] else 'no'} | {needed} | {p['context_parallel']} | {p['configured_total_gib']:.1f} | "
             f"{'yes' if p['fits_as_configured'] else 'no'} | {arch['source']} |"
         )

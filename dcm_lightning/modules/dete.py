@@ -123,6 +123,7 @@ class DetEModule(ConsistencyDistillationModule):
         return student
 
     def configure_model(self) -> None:
+        self.discriminator.checkpoint_heads = self.hparams.activation_checkpointing
         super().configure_model()  # under ModelParallelStrategy: the networks are sharded now
         if self._semantic_pending:
             networks = [self.student.network]

@@ -12,8 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
+import torch
 from einops import rearrange
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 Norm = Literal["frame", "video"]
 
@@ -76,10 +78,17 @@ class FeatureDiscriminator(nn.Module):
             DiscriminatorHead(feature_dim, hidden_dim, groups, slope, norm) for _ in range(num_layers)
         )
 
+    checkpoint_heads = False  # recompute each head's activations in backward (set with activation checkpointing)
+
     def forward(self, features: Sequence[Tensor], frames: int) -> list[Tensor]:
         if len(features) != len(self.heads):
             raise ValueError(f"expected features of {len(self.heads)} layers, got {len(features)}")
-        return [head(f, frames) for head, f in zip(self.heads, features, strict=True)]
+        pairs = zip(self.heads, features, strict=True)
+        if self.checkpoint_heads and torch.is_grad_enabled():
+            # A head's hidden maps are (tokens × hidden_dim) several times over, per pass: at 720p far more
+            # than the features it reads; kept, the three passes of a step would hold them all at once.
+            return [checkpoint(head, f, frames, use_reentrant=False) for head, f in pairs]
+        return [head(f, frames) for head, f in pairs]
 
 
 def every_kth_block(first: int, stop: int, every: int) -> list[int]:

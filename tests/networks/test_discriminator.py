@@ -58,3 +58,22 @@ def test_every_kth_block_counts_from_the_first():
     assert every_kth_block(20, 60, 2) == [20 + i for i in range(0, 40, 2)]
     with pytest.raises(ValueError):
         every_kth_block(0, 6, 0)
+
+
+def test_checkpointed_heads_give_the_same_logits_and_gradients():
+    """``checkpoint_heads`` (set with activation checkpointing) recomputes each head's maps in backward."""
+    torch.manual_seed(0)
+    discriminator = FeatureDiscriminator(feature_dim=16, num_layers=2, hidden_dim=32, groups=4)
+    features = [torch.randn(2, 3 * 5, 16, requires_grad=True) for _ in range(2)]
+    results = []
+    for checkpointed in (False, True):
+        discriminator.checkpoint_heads = checkpointed
+        discriminator.zero_grad()
+        for f in features:
+            f.grad = None
+        logits = discriminator(features, frames=3)
+        torch.stack([torch.relu(1 - x).mean() for x in logits]).sum().backward()
+        grads = [p.grad.clone() for p in discriminator.parameters()] + [f.grad.clone() for f in features]
+        results.append(([x.detach() for x in logits], grads))
+    for a, b in zip(results[0][0] + results[0][1], results[1][0] + results[1][1], strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
