@@ -17,7 +17,7 @@ DESIGN = PACKAGE.parent / "docs" / "design.md"
 # Lowest first. A unit is a top-level module or sub-package of dcm_lightning.
 LAYERS = """
 0 errors media randomness conditioning
-1 diffusion networks experts moving_shapes distributed pipelines
+1 diffusion networks experts moving_shapes distributed context_parallel strategies pipelines
 2 checkpoints sampling losses detail_lora
 3 teachers lightning_cli
 4 data students
