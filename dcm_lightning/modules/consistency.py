@@ -150,8 +150,10 @@ class ConsistencyDistillationModule(L.LightningModule, abc.ABC):
         return self.split_networks()
 
     def configure_model(self) -> None:
-        """Activation checkpointing per block when asked; under ``ModelParallelStrategy`` each
-        network sharded with ``fully_shard`` per block (``distributed.shard_network``)."""
+        """Activation checkpointing per block when asked; under ``ContextParallelStrategy`` the
+        teacher's, student's and target's tokens split over the context-parallel group (their family's
+        plan, context_parallel.py) and the student's gradient shares summed over it; under either
+        strategy each network sharded with ``fully_shard`` per block (``distributed.shard_network``)."""
         if self._configured:  # Lightning calls this again for each trainer entry point
             return
         self._configured = True
