@@ -1,5 +1,5 @@
-"""Context parallelism on gloo CPU processes (`fit` under ``ContextParallelStrategy``), tiny random Wan
-and HunyuanVideo teachers: one SemE step (with temporal coherence) and one DetE step (consistency, GAN
+"""Context parallelism on gloo CPU processes (`fit` under ``ContextParallelStrategy``), tiny random Wan,
+HunyuanVideo and CogVideoX teachers: one SemE step (with temporal coherence) and one DetE step (consistency, GAN
 and feature matching, then the discriminator) give the loss terms and the gradients of one unsplit
 process on the same sample, within 1e-5 relative; data-parallel × context-parallel (2 × 2, 4
 processes) equals 2 data-parallel processes and resumes from its sharded checkpoint."""
@@ -17,16 +17,16 @@ from lightning.pytorch.callbacks import Callback
 from dcm_lightning.checkpoints import read_lightning_checkpoint
 from dcm_lightning.context_parallel import plan_under, split
 from dcm_lightning.errors import UserError
-from dcm_lightning.teachers.cogvideox import CogVideoXNetwork
+from dcm_lightning.teachers.diffusers_base import DiffusersNetwork
 from dcm_lightning.teachers.hunyuan_video_parallel import HUNYUAN_CP_PLAN
 from tests.modules.test_real_teachers import KAPPA, real_config
 from tests.test_fsdp import run_cli
-from tests.tiny_diffusers import teacher_settings, tiny_transformer, write_latents, write_pipeline_folder
+from tests.tiny_diffusers import teacher_settings, write_latents, write_pipeline_folder
 
 
 def test_a_family_without_a_plan_and_a_sequence_that_does_not_divide_are_refused_in_one_sentence():
-    with pytest.raises(UserError, match="not available for CogVideoXTransformer3DModel"):
-        CogVideoXNetwork(tiny_transformer("cogvideox")).enable_context_parallel(None)
+    with pytest.raises(UserError, match="not available for Linear"):  # a transformer without a plan
+        DiffusersNetwork(torch.nn.Linear(2, 2)).enable_context_parallel(None)
     with pytest.raises(UserError, match="5 tokens do not split over 2 context-parallel ranks"):
         split(torch.zeros(1, 5, 3), 1, SimpleNamespace(size=2, rank=0))
     assert torch.equal(split(torch.arange(6).view(1, 6), 1, SimpleNamespace(size=3, rank=1)), torch.tensor([[2, 3]]))
@@ -121,7 +121,7 @@ def assert_same_steps(split: dict, whole: dict, tolerance: float = 1e-5) -> None
             assert a[key] == pytest.approx(value, rel=tolerance, abs=1e-7), key
 
 
-@pytest.fixture(scope="module", params=["wan", "hunyuan_video"])
+@pytest.fixture(scope="module", params=["wan", "hunyuan_video", "cogvideox"])
 def two_way(request, tmp_path_factory):
     """One process, and 2 processes splitting every sample 2 ways (Ulysses), same 1-sample batches, 2
     SemE steps (the first may have no loss: the student starts as the teacher), then DetE."""

@@ -18,8 +18,10 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from dcm_lightning.conditioning import TextCondition
+from dcm_lightning.context_parallel import ContextGroup
 from dcm_lightning.diffusion import VPrediction
 from dcm_lightning.teachers.base import LORA_TARGETS
+from dcm_lightning.teachers.cogvideox_parallel import COGVIDEOX_CP_PLAN, CogVideoXContextParallelProcessor
 from dcm_lightning.teachers.diffusers_base import (
     VAE_SPACE,
     DiffusersNetwork,
@@ -53,6 +55,14 @@ class CogVideoXNetwork(DiffusersNetwork):
     def blocks(self) -> nn.ModuleList:
         return self.transformer.transformer_blocks
 
+    def context_parallel_plan(self) -> dict:
+        return COGVIDEOX_CP_PLAN
+
+    def use_context_attention(self, group: ContextGroup) -> None:
+        """Every block's joint attention split over ``group``."""
+        for block in self.blocks:
+            block.attn1.set_processor(CogVideoXContextParallelProcessor(group))
+
     def feature_frames(self, latent_frames: int) -> int:
         p_t = self.config.patch_size_t or 1
         return (latent_frames + p_t - 1) // p_t
@@ -75,6 +85,7 @@ class CogVideoXNetwork(DiffusersNetwork):
                 return_dict=False,
             )[0]
         v = rearrange(v, "b f c h w -> b c f h w")
+        features = self.whole_sequence(features)
         heads = (lambda: [self.output_head(f, norm["kwargs"]["temb"], x) for f in features]) if feature_heads else None
         return pack_network_output(v, features, heads)
 
@@ -85,7 +96,8 @@ class CogVideoXNetwork(DiffusersNetwork):
         transformer = self.transformer
         batch, _, frames, height, width = x.shape
         p, p_t = transformer.config.patch_size, transformer.config.patch_size_t
-        out = transformer.proj_out(transformer.norm_out(transformer.norm_final(hidden), temb=temb))
+        # proj_out.forward, not __call__: no context-parallel gather, the features are whole already
+        out = transformer.proj_out.forward(transformer.norm_out(transformer.norm_final(hidden), temb=temb))
         if p_t is None:
             out = out.reshape(batch, frames, height // p, width // p, -1, p, p)
             out = out.permute(0, 1, 4, 2, 5, 3, 6).flatten(5, 6).flatten(3, 4)
