@@ -267,18 +267,26 @@ def test_a_round_of_one_wave_over_budget_samples_fewer_prompts_in_later_rounds(t
 # ---- FSDP2 on 2 CPU processes ------------------------------------------------------------------------
 
 
+SPLIT = {"class_path": "dcm_lightning.strategies.ContextParallelStrategy", "init_args": {"ulysses": 2}}
+
+
 @pytest.mark.slow
-def test_under_fsdp2_every_rank_samples_and_rank_zero_writes_every_prompt_in_order(tmp_path):
+@pytest.mark.parametrize("split", [False, True], ids=["fsdp2", "context_parallel"])
+def test_under_fsdp2_every_rank_samples_and_rank_zero_writes_every_prompt_in_order(tmp_path, split):
     """3 prompts on 2 ranks: two waves (the second rank repeats the last prompt in the second), the
-    latents gathered to rank 0 in prompt order; SemE, then DetE from its sharded checkpoint."""
+    latents gathered to rank 0 in prompt order; SemE, then DetE from its sharded checkpoint. Split
+    (context parallelism, one data-parallel group of 2): both ranks sample each prompt together, in
+    three waves, and rank 0 writes the same videos."""
     from tests.test_fsdp import SHARDED, run_cli
+
+    strategy = SPLIT if split else SHARDED
 
     prompts = [*PROMPTS, "a dog in the snow"]
     folder = write_pipeline_folder("hunyuan_video", tmp_path / "pipeline", full=True)
     write_latents("hunyuan_video", tmp_path / "latents")
     path = samples_config(tmp_path, "hunyuan_video", folder, 2)
     config = yaml.safe_load(path.read_text())
-    config["trainer"].update(devices=2, strategy=SHARDED)
+    config["trainer"].update(devices=2, strategy=strategy)
     config["trainer"]["callbacks"][-1]["init_args"]["prompts"] = prompts
     path.write_text(yaml.safe_dump(config))
     run_cli(["fit", "--config", str(path)], tmp_path)
@@ -307,7 +315,7 @@ def test_under_fsdp2_every_rank_samples_and_rank_zero_writes_every_prompt_in_ord
         discriminator={"hidden_dim": 32},
     )
     config = yaml.safe_load(dete.read_text())
-    config["trainer"].update(devices=2, strategy=SHARDED)
+    config["trainer"].update(devices=2, strategy=strategy)
     samples = {"prompts": prompts, "every_n_steps": 2, "teacher_at_start": False}
     config["trainer"]["callbacks"].append(
         {"class_path": "dcm_lightning.callbacks.TrainingSamples", "init_args": samples}
