@@ -131,9 +131,9 @@ def joint_ulysses_attention(
     attend, query: Tensor, key: Tensor, value: Tensor, text_tokens: int, group: ContextGroup
 ) -> Tensor:
     """Attention over [video tokens split over the group, text tokens whole on every rank] (b n+T H d
-    each; HunyuanVideo's joint attention): the video part goes through Ulysses' all-to-all, the text
-    part keeps this rank's heads, ``attend(q, k, v)`` (b N H/k d) runs on [all video, text], and the
-    result returns as [this rank's video tokens, all text tokens] with every head."""
+    each; HunyuanVideo's and CogVideoX's joint attention): the video part goes through Ulysses'
+    all-to-all, the text part keeps this rank's heads, ``attend(q, k, v)`` (b N H/k d) runs on [all
+    video, text], and the result returns as [this rank's video tokens, all text tokens], every head."""
     k = group.size
     if query.shape[2] % k:
         raise UserError(f"{query.shape[2]} attention heads do not split over {k} Ulysses ranks.")
