@@ -150,13 +150,13 @@ def test_a_split_detail_step_equals_the_unsplit_one_gan_and_feature_matching_inc
 
 
 @pytest.mark.slow
-def test_data_parallel_by_context_parallel_equals_one_process_and_resumes(tmp_path):
+@pytest.mark.parametrize("family", ["wan", "hunyuan_video"])
+def test_data_parallel_by_context_parallel_equals_data_parallel_alone_and_resumes(tmp_path, family):
     """4 processes, 2 data-parallel groups × 2-way split, 1 sample each: the first SemE step and the
     DetE batch after it give what 2 data-parallel processes without the split give (each data-parallel
     rank draws its own GAN noise, so one process on the 2-sample batch would draw other noise); a SemE
     run resumed from its sharded step-1 checkpoint ends as 2 straight steps (each rank of a group reads
     the same items: the resumed stream must too)."""
-    family = "wan"
     write_pipeline_folder(family, tmp_path / "pipeline")
     whole = distill_both(tmp_path, family, 2, 1, 1)
     split = distill_both(tmp_path, family, 4, 2, 1, semantic=whole / "seme" / "checkpoints" / "epoch=0-step=1.ckpt")
