@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 19's GPU checks, prepared to run once on a lent GPU (about 8 minutes on an H100):
+# Issue 19's GPU checks, prepared to run once on a lent GPU (never run yet; the timeouts below sum to 10 min):
 #   (a) a HunyuanVideo-architecture block stack at 720p × 129 frames (118,800 video tokens), whole and
 #       as one rank of a 4-way split: activation memory and time per block pair, forward and backward;
 #   (b) one SemE and one DetE step at Wan2.1-1.3B size (480p × 81), before and after each throughput
