@@ -38,9 +38,9 @@ class ContextGroup:
 
     def __init__(self, mesh) -> None:
         self.mesh = mesh  # 2-D: ("ring", "ulysses")
-        self.flat = mesh._flatten()
-        self.group = self.flat.get_group()
-        self.size = self.flat.size()
+        flat = mesh._flatten()
+        self.group = flat.get_group()
+        self.size = flat.size()
         self.rank = dist.get_rank(self.group)
         self.ring, self.ulysses = mesh["ring"].size(), mesh["ulysses"].size()
 
@@ -148,6 +148,26 @@ def joint_ulysses_attention(
     # Each rank's text output feeds its replica of the text stream: their gradients add up.
     text = gather(out[:, k * n :], 2, group, sum_gradient=True)
     return torch.cat([video, text], dim=1)
+
+
+def ulysses_only(group: ContextGroup, family: str) -> ContextGroup:
+    """``group``, refused when it has ring ranks: a joint attention over [video, text] is Ulysses only."""
+    if group.ring > 1:
+        raise UserError(f"{family}'s context parallelism is Ulysses only; set ring: 1 in the strategy.")
+    return group
+
+
+def attention_heads(attn: nn.Module, projection: nn.Module, tokens: Tensor) -> Tensor:
+    """b n (H d) → b n H d through one of ``attn``'s projections (the layout the joint attention takes)."""
+    return projection(tokens).unflatten(2, (attn.heads, -1))
+
+
+def rotate_video_tokens(x: Tensor, video_tokens: int, rotary) -> Tensor:
+    """Rotary embedding on the first ``video_tokens`` tokens of x (b n H d); the text tokens after them as
+    they are."""
+    from diffusers.models.embeddings import apply_rotary_emb
+
+    return torch.cat([apply_rotary_emb(x[:, :video_tokens], rotary, sequence_dim=1), x[:, video_tokens:]], dim=1)
 
 
 # ---- plans --------------------------------------------------------------------------------------

@@ -14,10 +14,15 @@ import torch
 import torch.nn.functional as F
 from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
 from diffusers.models.attention_processor import CogVideoXAttnProcessor2_0
-from diffusers.models.embeddings import apply_rotary_emb
 from torch import Tensor
 
-from dcm_lightning.context_parallel import ContextGroup, joint_ulysses_attention
+from dcm_lightning.context_parallel import (
+    ContextGroup,
+    attention_heads,
+    joint_ulysses_attention,
+    rotate_video_tokens,
+    ulysses_only,
+)
 from dcm_lightning.errors import UserError
 
 COGVIDEOX_CP_PLAN = {
@@ -37,9 +42,7 @@ class CogVideoXContextParallelProcessor(CogVideoXAttnProcessor2_0):
 
     def __init__(self, group: ContextGroup) -> None:
         super().__init__()
-        if group.ring > 1:
-            raise UserError("CogVideoX's context parallelism is Ulysses only; set ring: 1 in the strategy.")
-        self.group = group
+        self.group = ulysses_only(group, "CogVideoX")
 
     def __call__(
         self, attn, hidden_states: Tensor, encoder_hidden_states: Tensor, attention_mask=None, image_rotary_emb=None
@@ -48,17 +51,15 @@ class CogVideoXContextParallelProcessor(CogVideoXAttnProcessor2_0):
             raise UserError("CogVideoX's split attention takes no attention mask (the transformer passes none).")
         text_tokens, video_tokens = encoder_hidden_states.shape[1], hidden_states.shape[1]
         tokens = torch.cat([hidden_states, encoder_hidden_states], dim=1)
-        query, key, value = (
-            layer(tokens).unflatten(2, (attn.heads, -1)) for layer in (attn.to_q, attn.to_k, attn.to_v)
-        )
+        query, key, value = (attention_heads(attn, layer, tokens) for layer in (attn.to_q, attn.to_k, attn.to_v))
         if attn.norm_q is not None:  # a LayerNorm over the head dimension: any layout
             query = attn.norm_q(query)
         if attn.norm_k is not None:
             key = attn.norm_k(key)
         if image_rotary_emb is not None:  # on the video tokens only
-            query = _rotate_video(query, video_tokens, image_rotary_emb)
+            query = rotate_video_tokens(query, video_tokens, image_rotary_emb)
             if not attn.is_cross_attention:
-                key = _rotate_video(key, video_tokens, image_rotary_emb)
+                key = rotate_video_tokens(key, video_tokens, image_rotary_emb)
 
         def attend(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
             out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
@@ -67,8 +68,3 @@ class CogVideoXContextParallelProcessor(CogVideoXAttnProcessor2_0):
         out = joint_ulysses_attention(attend, query, key, value, text_tokens, self.group).flatten(2, 3)
         out = attn.to_out[1](attn.to_out[0](out))
         return out[:, :video_tokens], out[:, video_tokens:]
-
-
-def _rotate_video(x: Tensor, video_tokens: int, rotary) -> Tensor:
-    """Rotary embedding on the first ``video_tokens`` tokens of x (b n H d); the text tokens as they are."""
-    return torch.cat([apply_rotary_emb(x[:, :video_tokens], rotary, sequence_dim=1), x[:, video_tokens:]], dim=1)

@@ -13,12 +13,16 @@ from __future__ import annotations
 import torch
 from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
 from diffusers.models.attention_dispatch import dispatch_attention_fn
-from diffusers.models.embeddings import apply_rotary_emb
 from diffusers.models.transformers.transformer_hunyuan_video import HunyuanVideoAttnProcessor2_0
 from torch import Tensor
 
-from dcm_lightning.context_parallel import ContextGroup, joint_ulysses_attention
-from dcm_lightning.errors import UserError
+from dcm_lightning.context_parallel import (
+    ContextGroup,
+    attention_heads,
+    joint_ulysses_attention,
+    rotate_video_tokens,
+    ulysses_only,
+)
 
 HUNYUAN_CP_PLAN = {
     "transformer_blocks.0": {"hidden_states": ContextParallelInput(split_dim=1, expected_dims=3)},
@@ -36,9 +40,7 @@ class HunyuanVideoContextParallelProcessor(HunyuanVideoAttnProcessor2_0):
 
     def __init__(self, group: ContextGroup) -> None:
         super().__init__()
-        if group.ring > 1:
-            raise UserError("HunyuanVideo's context parallelism is Ulysses only; set ring: 1 in the strategy.")
-        self.group = group
+        self.group = ulysses_only(group, "HunyuanVideo")
 
     def __call__(
         self, attn, hidden_states: Tensor, encoder_hidden_states=None, attention_mask=None, image_rotary_emb=None
@@ -47,18 +49,18 @@ class HunyuanVideoContextParallelProcessor(HunyuanVideoAttnProcessor2_0):
         single_stream = attn.add_q_proj is None and encoder_hidden_states is not None
         if single_stream:
             hidden_states = torch.cat([hidden_states, encoder_hidden_states], dim=1)
-        query, key, value = (_heads(attn, layer, hidden_states) for layer in (attn.to_q, attn.to_k, attn.to_v))
+        query, key, value = (attention_heads(attn, layer, hidden_states) for layer in (attn.to_q, attn.to_k, attn.to_v))
         if attn.norm_q is not None:
             query = attn.norm_q(query)
         if attn.norm_k is not None:
             key = attn.norm_k(key)
         if image_rotary_emb is not None:  # on the video tokens only
             video_tokens = query.shape[1] - (text_tokens if single_stream else 0)
-            query = _rotate_video(query, video_tokens, image_rotary_emb)
-            key = _rotate_video(key, video_tokens, image_rotary_emb)
+            query = rotate_video_tokens(query, video_tokens, image_rotary_emb)
+            key = rotate_video_tokens(key, video_tokens, image_rotary_emb)
         if attn.add_q_proj is not None and encoder_hidden_states is not None:  # dual-stream blocks
             layers = (attn.add_q_proj, attn.add_k_proj, attn.add_v_proj)
-            text_q, text_k, text_v = (_heads(attn, layer, encoder_hidden_states) for layer in layers)
+            text_q, text_k, text_v = (attention_heads(attn, layer, encoder_hidden_states) for layer in layers)
             if attn.norm_added_q is not None:
                 text_q = attn.norm_added_q(text_q)
             if attn.norm_added_k is not None:
@@ -80,14 +82,3 @@ class HunyuanVideoContextParallelProcessor(HunyuanVideoAttnProcessor2_0):
         if getattr(attn, "to_add_out", None) is not None:
             encoder_hidden_states = attn.to_add_out(encoder_hidden_states)
         return hidden_states, encoder_hidden_states
-
-
-def _heads(attn, layer, tokens: Tensor) -> Tensor:
-    """b n (H d) → b n H d through one projection."""
-    return layer(tokens).unflatten(2, (attn.heads, -1))
-
-
-def _rotate_video(x: Tensor, video_tokens: int, rotary) -> Tensor:
-    """Rotary embedding on the first ``video_tokens`` tokens of x (b n H d); the text tokens as they are."""
-    rotated = apply_rotary_emb(x[:, :video_tokens], rotary, sequence_dim=1)
-    return torch.cat([rotated, x[:, video_tokens:]], dim=1)
